@@ -1,0 +1,1 @@
+"""Dagster assets: one thin asset per library product, partitioned by video shard."""

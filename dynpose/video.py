@@ -132,54 +132,71 @@ def _resize(img: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
+def frame_times(source: str | BinaryIO) -> np.ndarray:
+    """Presentation times (seconds, sorted) of every video frame, from packets alone (no decoding)."""
+    try:
+        container = av.open(source, mode="r")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise VideoError("unreadable", f"not a readable media container ({exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise VideoError("no_video_stream", "no video stream")
+        stream = container.streams.video[0]
+        pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
+        tb = float(stream.time_base)
+    times = np.sort(np.asarray(pts, np.float64)) * tb
+    return times - times[0] if len(times) else times
+
+
+def select_sample_indices(times: np.ndarray, fps: float) -> np.ndarray:
+    """Indices of the first frame at or after each tick ``k / fps`` (times relative to the first frame).
+
+    A 30 fps source sampled at 12 fps gives frames 0, 3, 5, 8, ...; ``fps <= 0`` keeps every frame.
+    """
+    if fps <= 0 or len(times) == 0:
+        return np.arange(len(times))
+    ticks = np.arange(0.0, times[-1] + 1e-9, 1.0 / fps)
+    idx = np.searchsorted(times, ticks - 1e-6, side="left")
+    return np.unique(idx[idx < len(times)])
+
+
 def sample_frames(
     source: str | BinaryIO,
     fps: float = 12.0,
     max_side: int | None = None,
     max_frames: int | None = None,
-    start: float = 0.0,
 ) -> SampledFrames:
-    """Decode frames at (about) ``fps``: the first decoded frame at or after each tick 1/fps apart.
-
-    Timestamps are the source frames' own presentation times, so a 30 fps source sampled at 12 fps
-    gives frames 0, 3, 5, 8, ... with their true times. ``fps <= 0`` keeps every frame.
-    """
+    """Decode the frames chosen by ``select_sample_indices``, with their source timestamps."""
+    times = frame_times(source)
+    if hasattr(source, "seek"):
+        source.seek(0)
+    keep = select_sample_indices(times, fps)
+    if max_frames:
+        keep = keep[:max_frames]
+    wanted = set(keep.tolist())
+    frames, indices = [], []
     try:
         container = av.open(source, mode="r")
     except (av.FFmpegError, ValueError, OSError) as exc:
         raise VideoError("unreadable", f"not a readable media container ({exc})") from exc
-    frames, times, indices = [], [], []
     with container:
-        if not container.streams.video:
-            raise VideoError("no_video_stream", "no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        step = Fraction(1) / Fraction(fps).limit_denominator(1000) if fps > 0 else Fraction(0)
-        next_tick = Fraction(start).limit_denominator(1000)
-        first_time = None
         try:
             for index, frame in enumerate(container.decode(stream)):
-                t = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 30)
-                if first_time is None:
-                    first_time = t
-                rel = t - first_time
-                if rel + 1e-6 < float(next_tick):
-                    continue
-                frames.append(_resize(frame.to_ndarray(format="rgb24"), max_side))
-                times.append(t)
-                indices.append(index)
-                if step:
-                    while float(next_tick) <= rel + 1e-6:
-                        next_tick += step
-                if max_frames and len(frames) >= max_frames:
+                if index in wanted:
+                    frames.append(_resize(frame.to_ndarray(format="rgb24"), max_side))
+                    indices.append(index)
+                if index >= keep[-1]:
                     break
         except (av.FFmpegError, ValueError) as exc:
             if not frames:
                 raise VideoError("undecodable", f"decoding failed ({exc})") from exc
-            # A damaged tail: keep what decoded, the caller sees fewer frames.
+            # A damaged tail: keep what decoded; the caller sees fewer frames.
     if not frames:
         raise VideoError("too_short", "no frame decoded")
-    return SampledFrames(np.stack(frames), np.asarray(times, np.float64), np.asarray(indices), fps)
+    indices = np.asarray(indices)
+    return SampledFrames(np.stack(frames), times[indices], indices, fps)
 
 
 def info_json(info: VideoInfo) -> str:

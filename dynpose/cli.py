@@ -1,0 +1,210 @@
+"""The ``dynpose`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_LAKE = "./lake"
+
+
+def _lake_url(args) -> str:
+    return args.lake or os.environ.get("DYNPOSE_LAKE") or DEFAULT_LAKE
+
+
+def _print_table(rows: list[dict], columns: list[str] | None = None) -> None:
+    if not rows:
+        print("(no rows)")
+        return
+    columns = columns or list(rows[0])
+    cells = [[("" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r[c])) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _ingest_progress():
+    from tqdm import tqdm
+
+    bar = tqdm(desc="hashing", unit="file", leave=False, delay=1.0)
+
+    def update(done, total, _uri):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done == total:
+            bar.close()
+
+    return update
+
+
+def cmd_ingest(args) -> int:
+    from .ingest import ingest
+    from .lake import Lake
+    from .settings import load_settings
+
+    settings = load_settings(args.settings)
+    if args.shard_size:
+        settings.ingest.shard_size = args.shard_size
+    report = ingest(args.source, Lake(_lake_url(args)), settings.ingest, progress=_ingest_progress())
+    print(report.summary())
+    for uri, vid in report.duplicates:
+        print(f"  duplicate: {uri} is video {vid}")
+    for uri, msg in report.errors:
+        print(f"  could not read: {uri}: {msg}")
+    return 0
+
+
+def _summarize_outcomes(outcomes) -> None:
+    from collections import Counter
+
+    counts = Counter((o.product, o.action) for o in outcomes)
+    products = sorted({o.product for o in outcomes})
+    _print_table([
+        {"product": p, "computed": counts[(p, "computed")], "skipped (fresh)": counts[(p, "skipped")], "failed": counts[(p, "failed")]}
+        for p in products
+    ])
+
+
+def cmd_materialize(args) -> int:
+    from .orchestrate import materialize
+
+    t0 = time.perf_counter()
+    outcomes = materialize(
+        _lake_url(args), args.settings, shards=args.shard, select=args.select,
+        executor=args.executor, ray_address=args.ray_address, progress=not args.quiet,
+    )
+    _summarize_outcomes(outcomes)
+    computed = sum(o.action == "computed" for o in outcomes)
+    print(f"{computed} product shard(s) computed, {sum(o.action == 'skipped' for o in outcomes)} fresh and skipped in {time.perf_counter() - t0:.1f} s")
+    return 1 if any(o.action == "failed" for o in outcomes) else 0
+
+
+def cmd_status(args) -> int:
+    from .ingest import Registry
+    from .lake import Lake
+    from .orchestrate import status
+
+    lake = Lake(_lake_url(args))
+    registry = Registry(lake)
+    shards = registry.shards()
+    print(f"lake {lake.url}: {len(shards)} shard(s), {sum(len(registry.videos(s)) for s in shards)} video(s)")
+    _print_table(status(_lake_url(args), args.settings))
+    return 0
+
+
+def cmd_sql(args) -> int:
+    from .lake import Lake
+    from .sql import query
+
+    table = query(Lake(_lake_url(args)), args.query)
+    if args.format == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, sys.stdout.buffer)
+    elif args.format == "json":
+        print(json.dumps(table.to_pylist(), default=str, indent=1))
+    else:
+        _print_table(table.to_pylist(), table.column_names)
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from .lake import Lake
+    from .orchestrate import dagster_home
+
+    env = dict(os.environ, DYNPOSE_LAKE=_lake_url(args), DAGSTER_HOME=str(dagster_home(Lake(_lake_url(args)))))
+    if args.settings:
+        env["DYNPOSE_SETTINGS"] = str(Path(args.settings).resolve())
+    cmd = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(args.port), "-m", "dynpose.definitions"]
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (lake {env['DYNPOSE_LAKE']}); Ctrl-C stops it")
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_demo(args) -> int:
+    from .ingest import ingest
+    from .lake import Lake
+    from .settings import load_settings
+    from .sql import query
+
+    source = Path(args.source)
+    if not source.exists() or not any(source.iterdir()):
+        from .synth import generate_suite
+
+        print(f"{source} is empty: rendering the synthetic 'tiny' suite there")
+        generate_suite(source, "tiny", seed=args.seed)
+    lake_url = _lake_url(args)
+    lake = Lake(lake_url)
+    report = ingest(str(source), lake, load_settings(args.settings).ingest, progress=_ingest_progress())
+    print(report.summary())
+    args.shard, args.select, args.quiet = None, None, False
+    code = cmd_materialize(args)
+    print()
+    _print_table(query(lake, "select status, count(*) as videos from clip_catalog group by 1 order by 1").to_pylist())
+    print(
+        f"\nNext:\n  dynpose --lake {lake_url} sql \"select * from clip_catalog\"\n"
+        f"  dynpose --lake {lake_url} status\n  dynpose --lake {lake_url} ui    # then open http://127.0.0.1:3000"
+    )
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynpose", description="Dynamic camera pose dataset curation on a shard-partitioned lake.")
+    parser.add_argument("--lake", help=f"lake root: a path or s3://bucket/prefix (env DYNPOSE_LAKE, default {DEFAULT_LAKE})")
+    parser.add_argument("--settings", default=os.environ.get("DYNPOSE_SETTINGS"), help="YAML settings file (env DYNPOSE_SETTINGS)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def executor_args(p):
+        p.add_argument("--executor", choices=["in_process", "ray"], default=os.environ.get("DYNPOSE_EXECUTOR", "in_process"))
+        p.add_argument("--ray-address", default=os.environ.get("DYNPOSE_RAY_ADDRESS"), help="Ray cluster address (default: start a local Ray on 127.0.0.1)")
+
+    p = sub.add_parser("demo", help="render sample videos if SOURCE is empty, ingest, materialize everything, summarize")
+    p.add_argument("--source", default="./demo_videos")
+    p.add_argument("--seed", type=int, default=0)
+    executor_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ingest", help="add new videos from a directory or s3:// prefix as new shards")
+    p.add_argument("source")
+    p.add_argument("--shard-size", type=int, help="videos per new shard (default from settings: 64)")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("materialize", help="bring products up to date (only stale shards compute)")
+    p.add_argument("--shard", action="append", help="only this shard (repeatable)")
+    p.add_argument("--select", action="append", help="only this product (repeatable; its inputs must exist)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    executor_args(p)
+    p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser("status", help="shards, products and stale counts")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("sql", help="read-only SQL over every product (DuckDB)")
+    p.add_argument("query")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("ui", help="Dagster webserver on 127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Run the asset graph from the command line: plan with the ledger, launch Dagster runs for stale work.
+
+This module and ``definitions`` / ``cli`` are the only library modules that import Dagster. Runs go
+through Dagster (so the UI shows them), but only for shards with stale products: a shard whose
+products are all fresh gets its skips recorded in the ledger without starting a run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .ledger import MissingInput
+from .lake import Lake
+from .products import PRODUCTS, Outcome, downstream, materialize_product, plan_product, topological
+from .ingest import Registry
+from .settings import load_settings
+
+
+# Dagster's console logger prints every engine event at DEBUG; the CLI shows its own progress.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def dagster_home(lake: Lake) -> Path:
+    """DAGSTER_HOME if set; else <lake>/_dagster for local lakes, a local cache dir for S3 lakes."""
+    if os.environ.get("DAGSTER_HOME"):
+        home = Path(os.environ["DAGSTER_HOME"])
+    elif lake.is_local:
+        home = Path(lake.root) / "_dagster"
+    else:
+        cache = Path(os.environ.get("DYNPOSE_CACHE", Path.home() / ".cache" / "dynpose"))
+        home = cache / ("dagster_" + lake.url.replace("://", "_").replace("/", "_"))
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch(exist_ok=True)
+    return home.resolve()
+
+
+def instance_for(lake: Lake):
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(dagster_home(lake))
+    return dg.DagsterInstance.get()
+
+
+@dataclass
+class ShardPlan:
+    shard: str
+    stale: dict[str, str] = field(default_factory=dict)  # product -> reason
+    fresh: list[str] = field(default_factory=list)
+
+
+def plan_shard(lake: Lake, shard: str, settings, names: list[str]) -> ShardPlan:
+    """Which of ``names`` must run for this shard: stale ones plus everything downstream of them."""
+    plan = ShardPlan(shard)
+    for p in topological(names):
+        if p.name in plan.stale:
+            continue
+        try:
+            reason = plan_product(lake, p, shard, settings)
+        except MissingInput as exc:
+            reason = str(exc)
+        if reason is None:
+            plan.fresh.append(p.name)
+            continue
+        plan.stale[p.name] = reason
+        for d in downstream(p.name):
+            if d in names and d not in plan.stale:
+                plan.stale[d] = plan.stale.get(d, f"downstream of {p.name}")
+                if d in plan.fresh:
+                    plan.fresh.remove(d)
+    return plan
+
+
+def materialize(
+    lake_url: str,
+    settings_file: str | None = None,
+    shards: list[str] | None = None,
+    select: list[str] | None = None,
+    executor: str = "in_process",
+    ray_address: str | None = None,
+    progress: bool = True,
+    log=print,
+) -> list[Outcome]:
+    """Bring the selected products of the selected shards up to date."""
+    import dagster as dg
+    from tqdm import tqdm
+
+    from .definitions import ALL_ASSETS
+    from .resources import ExecutorResource, LakeResource
+
+    lake = Lake(lake_url)
+    settings = load_settings(settings_file)
+    all_shards = Registry(lake).shards()
+    if shards:
+        missing = sorted(set(shards) - set(all_shards))
+        if missing:
+            raise SystemExit(f"unknown shard(s): {', '.join(missing)}; the lake has {len(all_shards)} shard(s)")
+    shards = shards or all_shards
+    names = [p.name for p in topological(select)] if select else list(PRODUCTS)
+    instance = instance_for(lake)
+    known = set(instance.get_dynamic_partitions("video_shards"))
+    new = [s for s in all_shards if s not in known]
+    if new:
+        instance.add_dynamic_partitions("video_shards", new)
+    resources = {
+        "lake": LakeResource(url=lake_url, settings_file=settings_file),
+        "executor": ExecutorResource(kind=executor, address=ray_address),
+    }
+    outcomes: list[Outcome] = []
+    bar = tqdm(shards, desc="shards", unit="shard", disable=not progress)
+    for shard in bar:
+        plan = plan_shard(lake, shard, settings, names)
+        for name in plan.fresh:  # record the skip without starting a run
+            outcomes.append(materialize_product(lake, PRODUCTS[name], shard, settings, log=log))
+        if not plan.stale:
+            continue
+        bar.set_postfix_str(f"{shard}: {', '.join(plan.stale)}")
+        result = dg.materialize(
+            ALL_ASSETS, selection=list(plan.stale), partition_key=shard, instance=instance,
+            resources=resources, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags={"dynpose/shard": shard},
+        )
+        for event in result.get_asset_materialization_events():
+            mat = event.event_specific_data.materialization
+            meta = {k: v.value for k, v in mat.metadata.items()}
+            outcomes.append(Outcome(mat.asset_key.to_user_string(), shard, str(meta.get("action")), str(meta.get("data_version")), int(meta.get("rows", 0)), str(meta.get("reason")), float(meta.get("wall_s", 0.0))))
+        if not result.success:
+            failed = [e.step_key for e in result.all_events if e.is_step_failure]
+            for e in result.all_events:
+                if e.is_step_failure:
+                    log(f"FAILED {shard} {e.step_key}: {e.event_specific_data.error.message.strip()}")
+            outcomes.extend(Outcome(k, shard, "failed", "", 0, "see log") for k in failed)
+    return outcomes
+
+
+def status(lake_url: str, settings_file: str | None = None) -> list[dict]:
+    """Per product: shards computed, stale, never computed (the ledger decides)."""
+    lake = Lake(lake_url)
+    settings = load_settings(settings_file)
+    shards = Registry(lake).shards()
+    rows = []
+    for p in topological():
+        counts = {"fresh": 0, "stale": 0, "missing": 0}
+        for shard in shards:
+            try:
+                reason = plan_product(lake, p, shard, settings)
+            except MissingInput:
+                reason = "never computed"
+            if reason is None:
+                counts["fresh"] += 1
+            elif reason == "never computed":
+                counts["missing"] += 1
+            else:
+                counts["stale"] += 1
+        rows.append({"product": p.name, "code_version": p.code_version, "shards": len(shards), **counts})
+    return rows

@@ -1,0 +1,74 @@
+"""Pipeline settings: one dataclass section per product, loaded from an optional YAML file.
+
+Each product's config hash is the hash of its own section, so editing one section makes exactly
+that product (and its downstream) stale. Unknown keys are errors, so a typo never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class IngestSettings:
+    shard_size: int = 64  # at most this many videos per new shard
+    extensions: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
+
+
+@dataclass
+class CatalogSettings:
+    min_frames: int = 12  # fewer frames than this: too_short
+    min_duration_s: float = 0.5
+    max_width: int = 7680  # larger than 8K on either side: too_large
+    max_height: int = 7680
+    max_bytes: int = 8 * 1024**3
+
+
+@dataclass
+class FrameSettings:
+    fps: float = 12.0  # the paper annotates at 12 fps
+    max_side: int = 854  # frames are resized so the longer side is at most this (480p-class work size)
+
+
+@dataclass
+class Settings:
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    clip_catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    sampled_frames: FrameSettings = field(default_factory=FrameSettings)
+
+    def section(self, product: str):
+        return getattr(self, product, None)
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"settings '{where}' must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown settings key(s) in '{where}': {', '.join(unknown)}; known: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if dataclasses.is_dataclass(cls) else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}" if where else name)
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    if path is None:
+        return Settings()
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return _build(Settings, data, "")
+
+
+def settings_to_dict(settings: Settings) -> dict:
+    return dataclasses.asdict(settings)
