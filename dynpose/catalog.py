@@ -25,6 +25,7 @@ CATALOG_SCHEMA = pa.schema(
         ("caption", pa.string()),
         ("label_suitable", pa.int8()),
         ("label_category", pa.string()),
+        ("ground_truth_uri", pa.string()),  # synthetic suites: folder with poses, depth, masks, correspondences
         ("ingested_at", pa.string()),
         ("status", pa.string()),  # ok | empty | unreadable | no_video_stream | undecodable | too_short | too_large | missing
         ("message", pa.string()),
@@ -55,6 +56,7 @@ def catalog_row(video: dict, settings: CatalogSettings) -> dict:
         "caption": video.get("caption"),
         "label_suitable": video.get("label_suitable"),
         "label_category": video.get("label_category"),
+        "ground_truth_uri": video.get("ground_truth_uri"),
         "ingested_at": video.get("ingested_at"),
         "status": "ok",
         "message": None,

@@ -155,6 +155,51 @@ def cmd_demo(args) -> int:
     return code
 
 
+def cmd_synth(args) -> int:
+    from tqdm import tqdm
+
+    from .synth import generate_suite
+
+    bar = tqdm(desc=f"rendering {args.suite}", unit="clip")
+
+    def progress(done, total, name):
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(name)
+        bar.refresh()
+
+    manifest = generate_suite(Path(args.out), args.suite, seed=args.seed, progress=progress)
+    bar.close()
+    print(f"wrote {manifest}")
+    return 0
+
+
+def _write_report(out: Path, title: str, rows: list[dict], notes: str = "") -> Path:
+    from .benchmarks import machine_line, markdown_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.md"
+    path.write_text(f"# {title}\n\n{machine_line()}\n\n{markdown_table(rows)}\n\n{notes}\n")
+    return path
+
+
+def cmd_bench(args) -> int:
+    import tempfile
+
+    from . import benchmarks
+
+    out = Path(args.out or tempfile.mkdtemp(prefix=f"dynpose-bench-{args.what}-"))
+    if args.what == "noop-rerun":
+        rows = benchmarks.noop_rerun(out, shards=args.shards, lake_url=args.lake)
+        title = f"No-op rerun over {args.shards} shards"
+        notes = f"Reproduce: `dynpose bench noop-rerun --shards {args.shards}`. Each shard holds one tiny video; the rerun must compute nothing."
+    else:
+        raise SystemExit(f"unknown benchmark {args.what}")
+    _print_table(rows)
+    print(f"report: {_write_report(out, title, rows, notes)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynpose", description="Dynamic camera pose dataset curation on a shard-partitioned lake.")
     parser.add_argument("--lake", help=f"lake root: a path or s3://bucket/prefix (env DYNPOSE_LAKE, default {DEFAULT_LAKE})")
@@ -190,6 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("synth", help="render a synthetic suite with exact ground truth (videos, poses, depth, masks, correspondences)")
+    p.add_argument("out")
+    p.add_argument("--suite", choices=["tiny", "bench", "filters"], default="tiny")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("bench", help="benchmarks: print a table and write a markdown report")
+    p.add_argument("what", nargs="?", default="noop-rerun", choices=["noop-rerun"])
+    p.add_argument("--shards", type=int, default=100, help="noop-rerun: number of single-video shards")
+    p.add_argument("--out", help="report folder (default: a new temporary folder)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("ui", help="Dagster webserver on 127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

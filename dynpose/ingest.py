@@ -5,6 +5,8 @@
 - New videos go to new shards of at most ``shard_size`` videos. A shard manifest is written once
   and never changed, so a video never moves and a shard's input never changes.
 - Files already hashed are remembered by (uri, size, mtime) so a rescan reads only new files.
+- Ground truth: a synthetic suite's ``manifest.json`` at the source root maps each video to its
+  ground-truth folder (poses, depth, masks, correspondences); the catalog keeps that URI.
 - Labels: a ``labels.csv`` at the source root (columns file,suitable,category,reason; the format of
   shared/data and of synthetic suites) labels the files it names. Captions: a sidecar ``<stem>.txt``
   or ``<stem>.json`` (key "caption") next to a video.
@@ -88,6 +90,23 @@ def read_labels(source: str) -> dict[str, dict]:
     return out
 
 
+def read_ground_truth(source: str) -> dict[str, str]:
+    """manifest.json of a synthetic suite at the source root -> {video uri: ground-truth folder uri}."""
+    fs, root = filesystem_for(source)
+    proto = "s3://" if source.startswith("s3://") else ""
+    path = posixpath.join(root, "manifest.json")
+    if not fs.exists(path):
+        return {}
+    try:
+        clips = json.loads(fs.cat_file(path)).get("clips", [])
+    except (ValueError, AttributeError):
+        return {}
+    return {
+        proto + posixpath.normpath(posixpath.join(root, c["video"])): proto + posixpath.normpath(posixpath.join(root, c["gt_dir"]))
+        for c in clips if c.get("video") and c.get("gt_dir")
+    }
+
+
 def read_caption(source_fs, path: str) -> str | None:
     stem = posixpath.splitext(path)[0]
     for ext in (".txt", ".json"):
@@ -148,6 +167,7 @@ def ingest(source: str, lake: Lake, settings: IngestSettings | None = None, prog
     seen = registry.seen()
     known = registry.known_video_ids()
     labels = read_labels(source)
+    ground_truth = read_ground_truth(source)
     source_fs, _ = filesystem_for(source)
     fresh: list[dict] = []
     seen_rows: list[dict] = []
@@ -182,6 +202,7 @@ def ingest(source: str, lake: Lake, settings: IngestSettings | None = None, prog
                 "label_suitable": label.get("suitable"),
                 "label_category": label.get("category"),
                 "label_reason": label.get("reason"),
+                "ground_truth_uri": ground_truth.get(f.uri),
             }
         )
     if progress:

@@ -22,6 +22,10 @@ from .settings import load_settings
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+# The instance stays on this machine: no usage telemetry.
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
 def dagster_home(lake: Lake) -> Path:
     """DAGSTER_HOME if set; else <lake>/_dagster for local lakes, a local cache dir for S3 lakes."""
     if os.environ.get("DAGSTER_HOME"):
@@ -32,7 +36,9 @@ def dagster_home(lake: Lake) -> Path:
         cache = Path(os.environ.get("DYNPOSE_CACHE", Path.home() / ".cache" / "dynpose"))
         home = cache / ("dagster_" + lake.url.replace("://", "_").replace("/", "_"))
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or not config.read_text().strip():
+        config.write_text(DAGSTER_YAML)
     return home.resolve()
 
 

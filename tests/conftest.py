@@ -149,5 +149,6 @@ def lake_url(request, tmp_path) -> str:
 @pytest.fixture(autouse=True)
 def _isolated_dagster_home(tmp_path, monkeypatch):
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.setenv("DYNPOSE_CACHE", str(tmp_path / "cache"))
