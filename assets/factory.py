@@ -1,11 +1,12 @@
 """Build the thin Dagster asset for a library Product: wiring, ledger, metadata; no computation."""
 
 
+import base64
 from collections import Counter
 
 import dagster as dg
 
-from dynpose.products import PRODUCTS, Product, materialize_product
+from dynpose.products import AGGREGATE, PRODUCTS, Product, materialize_product
 from dynpose.resources import ExecutorResource, LakeResource
 
 video_shards = dg.DynamicPartitionsDefinition(name="video_shards")
@@ -25,10 +26,23 @@ def _metadata(outcome, table_path: str, table) -> dict:
     return meta
 
 
+def _as_metadata(value):
+    """Library metadata is plain data: ("md", text), ("png", bytes), ("json", obj) or a scalar."""
+    if isinstance(value, tuple) and len(value) == 2:
+        kind, payload = value
+        if kind == "md":
+            return dg.MetadataValue.md(payload)
+        if kind == "png":  # Dagster renders markdown images, so plots travel as data URIs
+            return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(payload).decode()})")
+        if kind == "json":
+            return dg.MetadataValue.json(payload)
+    return value
+
+
 def product_asset(product: Product) -> dg.AssetsDefinition:
     @dg.asset(
         name=product.name,
-        partitions_def=video_shards,
+        partitions_def=None if product.aggregate else video_shards,
         code_version=product.code_version,
         deps=list(product.deps),
         group_name=product.group,
@@ -37,17 +51,18 @@ def product_asset(product: Product) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, lake: LakeResource, executor: ExecutorResource) -> dg.MaterializeResult:
         store = lake.lake()
+        shard = AGGREGATE if product.aggregate else context.partition_key
         # Look the product up at run time: the registry is the one source of code versions.
+        current = PRODUCTS[product.name]
         outcome = materialize_product(
-            store, PRODUCTS[product.name], context.partition_key, lake.settings(), executor.executor(),
-            log=context.log.info, run_id=context.run_id,
+            store, current, shard, lake.settings(), executor.executor(), log=context.log.info, run_id=context.run_id,
         )
         if outcome.action == "skipped":
-            context.log.info(f"{product.name}[{context.partition_key}] is fresh: nothing to do")
-        table = store.read_table(product.name, context.partition_key) if outcome.action == "computed" else None
-        return dg.MaterializeResult(
-            data_version=dg.DataVersion(outcome.data_version),
-            metadata=_metadata(outcome, store.table_path(product.name, context.partition_key), table),
-        )
+            context.log.info(f"{product.name}[{shard}] is fresh: nothing to do")
+        table = store.read_table(product.name, shard) if outcome.action == "computed" else None
+        metadata = _metadata(outcome, store.table_path(product.name, shard), table)
+        if current.metadata is not None:
+            metadata.update({k: _as_metadata(v) for k, v in current.metadata(store, shard).items()})
+        return dg.MaterializeResult(data_version=dg.DataVersion(outcome.data_version), metadata=metadata)
 
     return _asset

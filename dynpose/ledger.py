@@ -143,6 +143,17 @@ class Ledger:
             out[dep] = rec.data_version
         return out
 
+    def aggregate_input_versions(self, deps: tuple[str, ...]) -> dict[str, str]:
+        """For a product over every shard: one version per input covering all its shards."""
+        out = {}
+        for dep in deps:
+            states = self.states(dep)
+            if not states:
+                raise MissingInput(f"input '{dep}' has not been materialized for any shard")
+            h = hashlib.sha256(json.dumps(sorted((s, r.data_version) for s, r in states.items())).encode())
+            out[dep] = h.hexdigest()[:16]
+        return out
+
     def why_stale(self, product: str, shard: str, code_version: str, cfg_hash: str, inputs: dict[str, str]) -> str | None:
         """None when the shard's product is fresh, else a short reason."""
         rec = self.state(product, shard)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .ledger import MissingInput
 from .lake import Lake
-from .products import PRODUCTS, Outcome, downstream, materialize_product, plan_product, topological
+from .products import AGGREGATE, PRODUCTS, Outcome, downstream, materialize_product, plan_product, topological
 from .ingest import Registry
 from .settings import load_settings
 
@@ -114,28 +114,45 @@ def materialize(
         "executor": ExecutorResource(kind=executor, address=ray_address),
     }
     outcomes: list[Outcome] = []
-    bar = tqdm(shards, desc="shards", unit="shard", disable=not progress)
+    shard_names = [n for n in names if not PRODUCTS[n].aggregate]
+    aggregate_names = [n for n in names if PRODUCTS[n].aggregate]
+    bar = tqdm(shards, desc="shards", unit="shard", disable=not progress or not shard_names)
     for shard in bar:
-        plan = plan_shard(lake, shard, settings, names)
+        plan = plan_shard(lake, shard, settings, shard_names)
         for name in plan.fresh:  # record the skip without starting a run
             outcomes.append(materialize_product(lake, PRODUCTS[name], shard, settings, log=log))
         if not plan.stale:
             continue
         bar.set_postfix_str(f"{shard}: {', '.join(plan.stale)}")
-        result = dg.materialize(
-            ALL_ASSETS, selection=list(plan.stale), partition_key=shard, instance=instance,
-            resources=resources, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags={"dynpose/shard": shard},
-        )
-        for event in result.get_asset_materialization_events():
-            mat = event.event_specific_data.materialization
-            meta = {k: v.value for k, v in mat.metadata.items()}
-            outcomes.append(Outcome(mat.asset_key.to_user_string(), shard, str(meta.get("action")), str(meta.get("data_version")), int(meta.get("rows", 0)), str(meta.get("reason")), float(meta.get("wall_s", 0.0))))
-        if not result.success:
-            failed = [e.step_key for e in result.all_events if e.is_step_failure]
-            for e in result.all_events:
-                if e.is_step_failure:
-                    log(f"FAILED {shard} {e.step_key}: {e.event_specific_data.error.message.strip()}")
-            outcomes.extend(Outcome(k, shard, "failed", "", 0, "see log") for k in failed)
+        outcomes += _run(dg, instance, resources, ALL_ASSETS, list(plan.stale), shard, log)
+    if aggregate_names and all_shards:
+        plan = plan_shard(lake, AGGREGATE, settings, aggregate_names)
+        for name in plan.fresh:
+            outcomes.append(materialize_product(lake, PRODUCTS[name], AGGREGATE, settings, log=log))
+        if plan.stale:
+            outcomes += _run(dg, instance, resources, ALL_ASSETS, list(plan.stale), None, log)
+    return outcomes
+
+
+def _run(dg, instance, resources, assets, selection: list[str], shard: str | None, log) -> list[Outcome]:
+    """One Dagster run of the selected assets (of one shard, or of the aggregates); its outcomes."""
+    key = shard or AGGREGATE
+    result = dg.materialize(
+        assets, selection=selection, partition_key=shard, instance=instance, resources=resources,
+        raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags={"dynpose/shard": key},
+    )
+    outcomes = []
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        outcomes.append(Outcome(
+            mat.asset_key.to_user_string(), key, str(meta.get("action")), str(meta.get("data_version")),
+            int(meta.get("rows", 0)), str(meta.get("reason")), float(meta.get("wall_s", 0.0)),
+        ))
+    for e in result.all_events:
+        if e.is_step_failure:
+            log(f"FAILED {key} {e.step_key}: {e.event_specific_data.error.message.strip()}")
+            outcomes.append(Outcome(e.step_key, key, "failed", "", 0, "see log"))
     return outcomes
 
 
@@ -147,7 +164,7 @@ def status(lake_url: str, settings_file: str | None = None) -> list[dict]:
     rows = []
     for p in topological():
         counts = {"fresh": 0, "stale": 0, "missing": 0}
-        for shard in shards:
+        for shard in [AGGREGATE] if p.aggregate else shards:
             try:
                 reason = plan_product(lake, p, shard, settings)
             except MissingInput:
@@ -158,5 +175,5 @@ def status(lake_url: str, settings_file: str | None = None) -> list[dict]:
                 counts["missing"] += 1
             else:
                 counts["stale"] += 1
-        rows.append({"product": p.name, "code_version": p.code_version, "shards": len(shards), **counts})
+        rows.append({"product": p.name, "code_version": p.code_version, "shards": 1 if p.aggregate else len(shards), **counts})
     return rows

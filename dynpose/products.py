@@ -35,7 +35,10 @@ class StepContext:
     def videos(self) -> list[dict]:
         return Registry(self.lake).videos(self.shard)
 
-    def input(self, product: str) -> pa.Table:
+    def input(self, product: str) -> pa.Table | None:
+        """The input product of this shard (of every shard, for an aggregate product)."""
+        if self.shard == AGGREGATE:
+            return self.lake.read_product(product)
         return self.lake.read_table(product, self.shard)
 
     def ok_videos(self) -> list[dict]:
@@ -51,6 +54,12 @@ class Product:
     compute: Callable[[StepContext], pa.Table]
     description: str
     group: str
+    aggregate: bool = False  # computed once over every shard (ledger shard key "all")
+    # Extra asset metadata (tables, plots) read back from the lake: {name: MetadataValue-able}.
+    metadata: Callable[[Lake, str], dict] | None = None
+
+
+AGGREGATE = "all"
 
 
 # -- raw ------------------------------------------------------------------------------------
@@ -124,10 +133,16 @@ class Outcome:
     wall_s: float = 0.0
 
 
+def _input_versions(ledger: Ledger, product: Product, shard: str) -> dict[str, str]:
+    if product.aggregate:
+        return ledger.aggregate_input_versions(product.deps)
+    return ledger.input_versions(product.deps, shard)
+
+
 def plan_product(lake: Lake, product: Product, shard: str, settings: Settings) -> str | None:
     """Why this product's shard must be computed, or None when it is fresh."""
     ledger = Ledger(lake)
-    inputs = ledger.input_versions(product.deps, shard)
+    inputs = _input_versions(ledger, product, shard)
     return ledger.why_stale(product.name, shard, product.code_version, config_hash(settings.section(product.name)), inputs)
 
 
@@ -146,7 +161,7 @@ def materialize_product(
     ledger = Ledger(lake)
     section = settings.section(product.name)
     cfg = config_hash(section)
-    inputs = ledger.input_versions(product.deps, shard)
+    inputs = _input_versions(ledger, product, shard)
     reason = "forced" if force else ledger.why_stale(product.name, shard, product.code_version, cfg, inputs)
     base = dict(shard=shard, product=product.name, code_version=product.code_version, config_hash=cfg, input_versions=inputs, run_id=run_id)
     if reason is None:
