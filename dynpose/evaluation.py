@@ -23,7 +23,6 @@ import pyarrow.parquet as pq
 from .camera import Intrinsics, PoseResult
 from .lake import filesystem_for
 from .metrics.reprojection import video_reprojection_error
-from .metrics.trajectory import evaluate_trajectory
 
 POSES_SCHEMA = pa.schema(
     [
@@ -117,15 +116,32 @@ def load_ground_truth(uri: str) -> GroundTruth:
     return GroundTruth(uri, result, corr, meta)
 
 
-def benchmark_video(pred: PoseResult, gt: GroundTruth, fill_seed: int = 0) -> dict:
-    """Trajectory metrics (evo, Sim(3), delta 1) and the Sampson reprojection error of one video."""
-    traj = evaluate_trajectory(pred, gt.poses, fill_seed=fill_seed)
-    reproj = float("nan")
-    if gt.correspondences is not None and gt.correspondences.num_rows:
-        k = gt.poses.intrinsics
-        at_gt_res = PoseResult(pred.timestamps, pred.poses_w2c, pred.registered, pred.intrinsics.scaled(k.width, k.height))
-        reproj = video_reprojection_error(at_gt_res, gt.correspondences, k.width, k.height)
-    return {**traj, "reprojection_px": reproj}
+def correspondences_for(gt: GroundTruth, source_indices) -> dict | None:
+    """Ground-truth correspondences between frames the method saw, re-indexed to its frames.
+
+    Ground truth indexes every rendered frame; a method sees the sampled ones (e.g. 12 of 24 fps),
+    so only pairs whose both frames were sampled are kept.
+    """
+    if gt.correspondences is None or not gt.correspondences.num_rows:
+        return None
+    to_pred = {int(s): i for i, s in enumerate(source_indices)}
+    table = gt.correspondences.to_pydict()
+    keep = [k for k, (a, b) in enumerate(zip(table["frame_i"], table["frame_j"])) if a in to_pred and b in to_pred]
+    if not keep:
+        return None
+    out = {c: np.asarray(table[c])[keep] for c in ("x_i", "y_i", "x_j", "y_j")}
+    out["frame_i"] = np.asarray([to_pred[table["frame_i"][k]] for k in keep])
+    out["frame_j"] = np.asarray([to_pred[table["frame_j"][k]] for k in keep])
+    return out
+
+
+def reprojection_error(pred: PoseResult, source_indices, gt: GroundTruth) -> tuple[float, int]:
+    """Mean 720p-normalised sqrt-Sampson error of a video and the number of correspondences used."""
+    corr = correspondences_for(gt, source_indices)
+    if corr is None:
+        return float("nan"), 0
+    k = gt.poses.intrinsics
+    return video_reprojection_error(pred, corr, k.width, k.height), len(corr["x_i"])
 
 
 def _child(conn, fn, args, kwargs):

@@ -98,9 +98,10 @@ def read_ground_truth(source: str) -> dict[str, str]:
     if not fs.exists(path):
         return {}
     try:
-        clips = json.loads(fs.cat_file(path)).get("clips", [])
-    except (ValueError, AttributeError):
+        data = json.loads(fs.cat_file(path))
+    except ValueError:
         return {}
+    clips = data if isinstance(data, list) else data.get("clips", [])
     return {
         proto + posixpath.normpath(posixpath.join(root, c["video"])): proto + posixpath.normpath(posixpath.join(root, c["gt_dir"]))
         for c in clips if c.get("video") and c.get("gt_dir")

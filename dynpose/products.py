@@ -8,88 +8,22 @@ assets and the command line both call ``materialize_product``, so they agree on 
 
 from __future__ import annotations
 
-import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
-import pyarrow as pa
-
-from . import catalog
 from .executors import Executor, InProcessExecutor
-from .ingest import Registry
 from .lake import Lake
 from .ledger import Ledger, LedgerRecord, config_hash, data_version
 from .settings import Settings
+from .steps import annotations as _annotations
+from .steps import evaluation as _evaluation
+from .steps import raw as _raw
+from .steps.base import AGGREGATE, Product, StepContext  # noqa: F401  (re-exported)
 
-
-@dataclass
-class StepContext:
-    lake: Lake
-    shard: str
-    settings: object  # this product's settings section
-    executor: Executor = field(default_factory=InProcessExecutor)
-    log: Callable[[str], None] = print
-    progress: Callable[[int, int], None] | None = None
-
-    def videos(self) -> list[dict]:
-        return Registry(self.lake).videos(self.shard)
-
-    def input(self, product: str) -> pa.Table | None:
-        """The input product of this shard (of every shard, for an aggregate product)."""
-        if self.shard == AGGREGATE:
-            return self.lake.read_product(product)
-        return self.lake.read_table(product, self.shard)
-
-    def ok_videos(self) -> list[dict]:
-        """Catalog rows of this shard's videos whose status is ok."""
-        return [r for r in self.input("clip_catalog").to_pylist() if r["status"] == "ok"]
-
-
-@dataclass(frozen=True)
-class Product:
-    name: str
-    code_version: str
-    deps: tuple[str, ...]
-    compute: Callable[[StepContext], pa.Table]
-    description: str
-    group: str
-    aggregate: bool = False  # computed once over every shard (ledger shard key "all")
-    # Extra asset metadata (tables, plots) read back from the lake: {name: MetadataValue-able}.
-    metadata: Callable[[Lake, str], dict] | None = None
-
-
-AGGREGATE = "all"
-
-
-# -- raw ------------------------------------------------------------------------------------
-
-def compute_clip_catalog(ctx: StepContext) -> pa.Table:
-    rows = ctx.executor.map(functools.partial(catalog.catalog_row, settings=ctx.settings), ctx.videos(), ctx.progress)
-    return catalog.catalog_table(rows)
-
-
-def _frame_rows(video: dict, settings) -> list[dict]:
-    return catalog.frame_rows(video["video_id"], video["source_uri"], settings)
-
-
-def compute_sampled_frames(ctx: StepContext) -> pa.Table:
-    per_video = ctx.executor.map(functools.partial(_frame_rows, settings=ctx.settings), ctx.ok_videos(), ctx.progress)
-    return pa.Table.from_pylist([r for rows in per_video for r in rows], schema=catalog.FRAMES_SCHEMA)
-
-
-CLIP_CATALOG = Product(
-    "clip_catalog", "1", (), compute_clip_catalog,
-    "One row per video: source, container, codec, size, fps, frames, duration, rotation, audio, caption, labels, status.",
-    "raw",
-)
-SAMPLED_FRAMES = Product(
-    "sampled_frames", "1", ("clip_catalog",), compute_sampled_frames,
-    "The frames annotation uses (12 fps by default) with their source indices and timestamps.",
-    "annotations",
-)
-
-PRODUCTS: dict[str, Product] = {p.name: p for p in (CLIP_CATALOG, SAMPLED_FRAMES)}
+PRODUCTS: dict[str, Product] = {p.name: p for group in (_raw, _annotations, _evaluation) for p in group.PRODUCTS}
+CLIP_CATALOG = PRODUCTS["clip_catalog"]
+SAMPLED_FRAMES = PRODUCTS["sampled_frames"]
 
 
 def topological(names: list[str] | None = None) -> list[Product]:
@@ -171,7 +105,7 @@ def materialize_product(
     log(f"{product.name}[{shard}]: computing ({reason})")
     lake.remove_stale_temporaries(lake.path("tables", product.name, f"shard={shard}"))
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    ctx = StepContext(lake, shard, section, executor or InProcessExecutor(), log, progress)
+    ctx = StepContext(lake, shard, section, settings, executor or InProcessExecutor(), log, progress)
     try:
         table = product.compute(ctx)
         payload = Lake.parquet_bytes(table)

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import yaml
 
+from .annotate.masks import MaskConfig
+from .annotate.sfm import SfmConfig
+from .annotate.tracking import TrackConfig
+
 
 @dataclass
 class IngestSettings:
@@ -35,10 +39,33 @@ class FrameSettings:
 
 
 @dataclass
+class BaselineSettings:
+    methods: tuple[str, ...] = ("colmap", "colmap_mask", "identity")  # names in dynpose.baselines.METHODS
+    only_with_ground_truth: bool = True  # baselines are for benchmarking: skip videos without ground truth
+
+
+@dataclass
+class BenchmarkSettings:
+    fill_seed: int = 0  # seed of the random translation that fills failed trajectories
+
+
+@dataclass
+class QualitySettings:
+    min_registered: float = 0.8  # the paper drops trajectories with fewer frames registered; tiers: annotate/quality.py
+
+
+@dataclass
 class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     clip_catalog: CatalogSettings = field(default_factory=CatalogSettings)
     sampled_frames: FrameSettings = field(default_factory=FrameSettings)
+    dynamic_masks: MaskConfig = field(default_factory=MaskConfig)
+    tracklets: TrackConfig = field(default_factory=TrackConfig)
+    camera_poses: SfmConfig = field(default_factory=SfmConfig)
+    pose_quality: QualitySettings = field(default_factory=QualitySettings)
+    baseline_poses: BaselineSettings = field(default_factory=BaselineSettings)
+    pose_benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
+    reprojection_benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
 
     def section(self, product: str):
         return getattr(self, product, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import duckdb
@@ -53,8 +54,11 @@ def build_catalog(lake: Lake) -> list[str]:
             if not lake.product_shards(product):
                 continue
             src = _glob(lake, TABLES, product, "shard=*", "data.parquet")
-            con.execute(f"CREATE VIEW \"{product}\" AS SELECT * FROM read_parquet('{src}', hive_partitioning = true, union_by_name = true)")
-            views.append(product)
+            try:
+                con.execute(f"CREATE VIEW \"{product}\" AS SELECT * FROM read_parquet('{src}', hive_partitioning = true, union_by_name = true)")
+                views.append(product)
+            except duckdb.Error as exc:  # one unreadable product must not hide the others
+                warnings.warn(f"no SQL view for {product}: {exc}")
         if lake.listdir(lake.path("_ledger")):
             src = _glob(lake, "_ledger", "*", "shard=*", "*.parquet")
             con.execute(f"CREATE VIEW {LEDGER_VIEW} AS SELECT * FROM read_parquet('{src}', hive_partitioning = false, union_by_name = true)")

@@ -1,4 +1,10 @@
-from dynpose.assets.factory import product_asset
-from dynpose.products import SAMPLED_FRAMES
+"""Annotation assets: frames index, dynamic masks, tracklets, camera poses, pose quality."""
 
-sampled_frames = product_asset(SAMPLED_FRAMES)
+from dynpose.assets.factory import product_asset
+from dynpose.products import PRODUCTS
+
+sampled_frames = product_asset(PRODUCTS["sampled_frames"])
+dynamic_masks = product_asset(PRODUCTS["dynamic_masks"])
+tracklets = product_asset(PRODUCTS["tracklets"])
+camera_poses = product_asset(PRODUCTS["camera_poses"])
+pose_quality = product_asset(PRODUCTS["pose_quality"])

@@ -1,0 +1,1 @@
+"""Filter assets (per-filter scores) plug in here; the filter benchmark in assets/eval reads them."""

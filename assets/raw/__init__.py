@@ -1,4 +1,6 @@
-from dynpose.assets.factory import product_asset
-from dynpose.products import CLIP_CATALOG
+"""Raw assets: the clip catalog."""
 
-clip_catalog = product_asset(CLIP_CATALOG)
+from dynpose.assets.factory import product_asset
+from dynpose.products import PRODUCTS
+
+clip_catalog = product_asset(PRODUCTS["clip_catalog"])

@@ -1,0 +1,160 @@
+"""The annotation stages as the asset graph runs them: one video in, plain rows out.
+
+Each stage decodes the video's sampled frames, calls the library (masks, tracking, SfM), and
+turns the result into rows for the lake: a per-video summary row (with a status that names any
+failure) and, for array products, LanceDB rows. Each video runs in a forked child
+(``run_measured``), so its wall time and peak memory are its own and a crash of native code in
+one video is a recorded failure, not a dead shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from ..camera import PoseResult
+from ..catalog import open_source
+from ..evaluation import pose_row, run_measured
+from ..video import SampledFrames, VideoError, sample_frames
+from .masks import COMPONENTS, MaskConfig, compute_dynamic_masks, decode_mask, encode_mask
+from .sfm import SfmConfig, failed_result, run_sfm
+from .tracking import TrackConfig, Tracklets, TrackWindow, track_grid
+
+OURS = "ours"
+
+
+def decode(video: dict, frames) -> SampledFrames:
+    """The sampled frames of a video, per the ``sampled_frames`` settings (fps, max_side)."""
+    with open_source(video["source_uri"]) as fh:
+        return sample_frames(fh, fps=frames.fps, max_side=frames.max_side)
+
+
+def _summary(video_id: str, status: str, message: str | None, seconds: float, peak: float, **values) -> dict:
+    return {"video_id": video_id, "status": status, "message": message, "seconds": seconds, "peak_mib": peak, **values}
+
+
+# -- dynamic masks ----------------------------------------------------------------------------
+
+def _masks(video: dict, frames, cfg: MaskConfig):
+    try:
+        sampled = decode(video, frames)
+    except VideoError as exc:
+        return {"status": exc.status, "message": exc.message}
+    masks = compute_dynamic_masks(sampled.frames, cfg)
+    coverage = masks.coverage()
+    rows, digest = [], hashlib.sha256()
+    for i in range(len(sampled)):
+        row = {
+            "video_id": video["video_id"], "frame_index": i, "source_index": int(sampled.source_indices[i]),
+            "timestamp_s": float(sampled.timestamps[i]), "mask_png": encode_mask(masks.union[i]),
+            "coverage_union": float(coverage["union"][i]),
+        }
+        for name in COMPONENTS:
+            row[f"{name}_png"] = encode_mask(masks.components[name][i])
+            row[f"coverage_{name}"] = float(coverage[name][i])
+        digest.update(row["mask_png"])
+        rows.append(row)
+    summary = {
+        "n_frames": len(sampled), "detected_frames": len(masks.detected_frames),
+        "mean_union_coverage": float(np.mean(coverage["union"])), "p90_union_coverage": float(np.quantile(coverage["union"], 0.9)),
+        **{f"mean_{n}_coverage": float(np.mean(coverage[n])) for n in COMPONENTS},
+        "stage_seconds": json.dumps(masks.timings), "content_sha": digest.hexdigest()[:16],
+    }
+    return {"status": "ok", "message": None, "summary": summary, "rows": rows}
+
+
+def masks_for_video(video: dict, frames, cfg: MaskConfig) -> dict:
+    status, out, seconds, peak = run_measured(_masks, video, frames, cfg)
+    if status != "ok":
+        return {"summary": _summary(video["video_id"], "failed", out, seconds, peak), "rows": []}
+    return {"summary": _summary(video["video_id"], out["status"], out["message"], seconds, peak, **out.get("summary", {})), "rows": out.get("rows", [])}
+
+
+def masks_from_rows(rows: list[dict], column: str = "mask_png") -> np.ndarray:
+    """(N, H, W) bool masks of one video from its LanceDB rows."""
+    rows = sorted(rows, key=lambda r: r["frame_index"])
+    return np.stack([decode_mask(r[column]) for r in rows]) if rows else np.zeros((0, 1, 1), bool)
+
+
+# -- tracklets ---------------------------------------------------------------------------------
+
+def _tracks(video: dict, frames, cfg: TrackConfig):
+    try:
+        sampled = decode(video, frames)
+    except VideoError as exc:
+        return {"status": exc.status, "message": exc.message}
+    tracks = track_grid(sampled.frames, cfg)
+    rows, digest = [], hashlib.sha256()
+    for w, win in enumerate(tracks.windows):
+        xy = np.ascontiguousarray(win.points, np.float32)
+        vis = np.ascontiguousarray(win.visible, np.uint8)
+        digest.update(xy.tobytes())
+        rows.append({
+            "video_id": video["video_id"], "window": w, "query_frame": int(win.query_frame),
+            "frame_indices": [int(i) for i in win.frame_indices], "num_points": int(xy.shape[1]),
+            "xy": xy.tobytes(), "visible": vis.tobytes(),
+        })
+    survival = tracks.survival()
+    summary = {
+        "n_frames": tracks.num_frames, "width": tracks.width, "height": tracks.height, "windows": len(tracks.windows),
+        "observations": tracks.num_observations,
+        "mean_final_survival": float(np.nanmean(survival[:, -1])) if survival.size else float("nan"),
+        "stage_seconds": json.dumps(tracks.timings), "content_sha": digest.hexdigest()[:16],
+    }
+    return {"status": "ok", "message": None, "summary": summary, "rows": rows}
+
+
+def tracks_for_video(video: dict, frames, cfg: TrackConfig) -> dict:
+    status, out, seconds, peak = run_measured(_tracks, video, frames, cfg)
+    if status != "ok":
+        return {"summary": _summary(video["video_id"], "failed", out, seconds, peak), "rows": []}
+    return {"summary": _summary(video["video_id"], out["status"], out["message"], seconds, peak, **out.get("summary", {})), "rows": out.get("rows", [])}
+
+
+def tracklets_from_rows(rows: list[dict], num_frames: int, width: int, height: int) -> Tracklets:
+    windows = []
+    for r in sorted(rows, key=lambda r: r["window"]):
+        t, p = len(r["frame_indices"]), r["num_points"]
+        windows.append(TrackWindow(
+            query_frame=r["query_frame"], frame_indices=np.asarray(r["frame_indices"]),
+            points=np.frombuffer(r["xy"], np.float32).reshape(t, p, 2),
+            visible=np.frombuffer(r["visible"], np.uint8).reshape(t, p).astype(bool),
+        ))
+    return Tracklets(windows, num_frames, width, height)
+
+
+# -- camera poses --------------------------------------------------------------------------------
+
+def _poses(job: dict, cfg: SfmConfig) -> PoseResult:
+    tracks = tracklets_from_rows(job["track_rows"], job["n_frames"], job["width"], job["height"])
+    masks = masks_from_rows(job["mask_rows"]) if job["mask_rows"] else None
+    return run_sfm(tracks, masks, np.asarray(job["timestamps"]), cfg)
+
+
+def poses_for_video(job: dict, cfg: SfmConfig) -> dict:
+    """``job``: video_id, timestamps, source indices, tracklet and mask rows, upstream statuses."""
+    vid, ts = job["video_id"], np.asarray(job["timestamps"])
+    failed = next((s for s in job["upstream"] if s["status"] != "ok"), None)
+    if failed is not None:  # an upstream failure names this video's status
+        result = failed_result(ts, job["width"] or 1, job["height"] or 1, failed["message"] or failed["status"])
+        return pose_row(vid, OURS, result, job["source_indices"], status=failed["status"], message=failed["message"])
+    status, value, seconds, peak = run_measured(_poses, job, cfg)
+    stage_seconds = {**job.get("upstream_seconds", {}), "sfm": seconds}
+    total = sum(stage_seconds.values())
+    peak = max([peak, *job.get("upstream_peaks", [])])
+    if status != "ok":
+        result = failed_result(ts, job["width"], job["height"], value)
+        return pose_row(vid, OURS, result, job["source_indices"], status="failed", message=value, seconds=total, peak_mib=peak, stage_seconds=stage_seconds)
+    result: PoseResult = value
+    reason = result.extra.get("reason") if not result.registered.any() else None
+    return pose_row(
+        vid, OURS, result, job["source_indices"], status="sfm_failed" if reason else "ok", message=reason,
+        seconds=total, peak_mib=peak, stage_seconds=stage_seconds,
+    )
+
+
+__all__ = [
+    "OURS", "decode", "masks_for_video", "masks_from_rows", "tracks_for_video", "tracklets_from_rows", "poses_for_video",
+]
