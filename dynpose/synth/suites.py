@@ -1,0 +1,118 @@
+"""Suites of clips: ``tiny`` (unit tests, demo), ``bench`` (pose accuracy), ``filters`` (labels).
+
+Each suite folder gets the clips (``<name>.mp4`` + ``<name>/``), ``manifest.json`` (a list with
+one entry per clip), ``labels.csv`` (columns file,suitable,category,reason, like the real-data
+labels file) and ``suite.json`` (suite, seed, counts, timings).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .camera_paths import TRAJECTORIES
+from .clip import ClipSpec, render_clip
+from .io import write_clip
+from .variants import UNSUITABLE, label
+
+MOVING = [t for t in TRAJECTORIES if t != "tripod"]
+LAYOUTS = ["room", "street", "plaza"]
+
+
+def _tiny(seed: int) -> list[tuple[str, ClipSpec]]:
+    base = dict(width=320, height=240, fps=12.0, seconds=2.0, crf=20)
+    combos = [("room", "handheld_walk"), ("plaza", "orbit"), ("room", "pan_translate")]
+    return [(f"{k:03d}_{lay}_{traj}", ClipSpec(seed=seed * 1000 + k, layout=lay, trajectory=traj, **base)) for k, (lay, traj) in enumerate(combos)]
+
+
+def _bench(seed: int) -> list[tuple[str, ClipSpec]]:
+    rng = np.random.default_rng([seed, 2])
+    out = []
+    n_suitable = 30
+    for k in range(n_suitable):
+        traj = MOVING[k % len(MOVING)]
+        lay = LAYOUTS[(k // len(MOVING) + k) % len(LAYOUTS)]
+        spec = ClipSpec(seed=seed * 1000 + k, layout=lay, trajectory=traj, width=854, height=480,
+                        fps=float(rng.choice([12.0, 15.0, 24.0], p=[0.45, 0.35, 0.2])), seconds=float(rng.choice([4.0, 5.0, 6.0, 8.0, 10.0], p=[0.15, 0.3, 0.3, 0.15, 0.1])),
+                        near_object=bool(rng.random() < 0.3), max_coverage=0.6, crf=18)
+        out.append((f"{k:03d}_{lay}_{traj}", spec))
+    for j, (lay, traj) in enumerate([("room", "handheld_walk"), ("street", "forward"), ("plaza", "orbit")]):
+        k = n_suitable + j
+        spec = ClipSpec(seed=seed * 1000 + k, layout=lay, trajectory=traj, variant="static_scene", width=854, height=480, fps=12.0, seconds=6.0, crf=18)
+        out.append((f"{k:03d}_{lay}_static_scene", spec))
+    return out
+
+
+def _filters(seed: int, n: int = 204, suitable_frac: float = 0.15, scenes_per_layout: int = 8) -> list[tuple[str, ClipSpec]]:
+    rng = np.random.default_rng([seed, 3])
+    n_suit = int(round(n * suitable_frac))
+    variants = ["none"] * n_suit + [UNSUITABLE[i % len(UNSUITABLE)] for i in range(n - n_suit)]
+    out = []
+    for k, var in enumerate(variants):
+        lay = LAYOUTS[int(rng.integers(3))]
+        traj = MOVING[int(rng.integers(len(MOVING)))]
+        spec = ClipSpec(seed=seed * 100000 + 5000 + k, layout=lay, trajectory=traj, variant=var, width=480, height=270, fps=12.0,
+                        seconds=float(rng.choice([3.0, 3.5, 4.0])), scene_seed=seed * 1000 + int(rng.integers(scenes_per_layout)),
+                        crf=int(rng.integers(20, 27)), corr_per_pair=16, near_object=bool(rng.random() < 0.2))
+        out.append((f"{k:03d}_{lay}_{var if var != 'none' else traj}", spec))
+    # Clips sharing a scene render one after another, so the scene cache builds each scene once.
+    out.sort(key=lambda e: (e[1].layout, e[1].scene_seed, e[0]))
+    return out
+
+
+SUITES: dict[str, Callable[[int], list[tuple[str, ClipSpec]]]] = {"tiny": _tiny, "bench": _bench, "filters": _filters}
+DENSE = {"tiny": True, "bench": True, "filters": False}  # depth.npz is large: skipped for filters
+
+
+def suite_specs(suite: str, seed: int = 0) -> list[tuple[str, ClipSpec]]:
+    """(name, spec) of every clip of a suite, without rendering."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; expected one of {sorted(SUITES)}")
+    return SUITES[suite](seed)
+
+
+def write_labels(path: str | Path, entries: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "suitable", "category", "reason"])
+        for e in entries:
+            w.writerow([e["video"], e["suitable"], e["category"], e["reason"]])
+
+
+def generate_suite(out_dir: str | Path, suite: str, seed: int = 0, progress: Callable[[int, int, str], None] | None = None,
+                   limit: int | None = None) -> Path:
+    """Render and write a suite; returns the path of its manifest.json.
+
+    ``progress(done, total, name)`` is called before each clip and once at the end (name "").
+    ``limit`` renders only the first clips (for quick looks)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = suite_specs(suite, seed)[:limit] if limit else suite_specs(suite, seed)
+    entries, t0 = [], time.perf_counter()
+    for i, (name, spec) in enumerate(specs):
+        if progress:
+            progress(i, len(specs), name)
+        clip = render_clip(spec)
+        entries.append(write_clip(clip, out, name, dense=DENSE[suite]))
+        del clip
+    if progress:
+        progress(len(specs), len(specs), "")
+    manifest = out / "manifest.json"
+    manifest.write_text(json.dumps(entries, indent=1))
+    write_labels(out / "labels.csv", entries)
+    counts: dict[str, int] = {}
+    for e in entries:
+        counts[e["variant"]] = counts.get(e["variant"], 0) + 1
+    info = {"suite": suite, "seed": seed, "clips": len(entries), "suitable": int(sum(e["suitable"] for e in entries)),
+            "variants": counts, "seconds": round(time.perf_counter() - t0, 1)}
+    (out / "suite.json").write_text(json.dumps(info, indent=1))
+    return manifest
+
+
+__all__ = ["SUITES", "generate_suite", "suite_specs", "write_labels", "label", "replace"]
