@@ -1,0 +1,115 @@
+"""Grid tracking follows known image motion and forward-backward checks drop bad points."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from dynpose.annotate.tracking import TrackConfig, grid_points, track_grid
+
+
+def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth multi-scale noise plus blobs: trackable everywhere, no aliasing."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w), np.float32)
+    for s in (4, 8, 16, 32, 64):
+        img += cv2.resize(rng.random((s, s * w // h)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC) / np.sqrt(s)
+    img = (img - img.min()) / (img.max() - img.min()) * 200 + 20
+    for _ in range(h * w // 400):  # small blobs: corners everywhere, no flat patch larger than an LK window
+        cv2.circle(img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(2, 5)), float(rng.integers(0, 255)), -1)
+    return cv2.GaussianBlur(img, (0, 0), 1.0)
+
+
+def shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    out = cv2.warpAffine(img, m, img.shape[::-1], flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    return np.repeat(np.clip(out, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def translating_clip(n: int, v: tuple[float, float], h: int = 160, w: int = 240, seed: int = 0) -> np.ndarray:
+    big = texture(h + 200, w + 200, seed)  # margin so shifted content comes from real texture
+    crop = lambda a: a[100 : 100 + h, 100 : 100 + w]
+    return np.stack([crop(shifted(big, v[0] * t, v[1] * t)) for t in range(n)])
+
+
+def test_grid_points_cover_image():
+    pts = grid_points(240, 160, 4)
+    assert pts.shape == (16, 2)
+    assert np.allclose(pts[:4, 0], [30, 90, 150, 210]) and np.allclose(pts[::4, 1], [20, 60, 100, 140])
+
+
+@pytest.mark.parametrize("backend", ["lk", "dis"])
+def test_tracks_follow_known_translation(backend):
+    v = (0.7, -0.35)
+    frames = translating_clip(16, v)
+    cfg = TrackConfig(grid=12, stride=5, length=10, backend=backend)
+    tr = track_grid(frames, cfg)
+    assert [w.query_frame for w in tr.windows] == [0, 5, 10]
+    assert [len(w.frame_indices) for w in tr.windows] == [10, 10, 6]  # the last window is cut by the clip
+    errs = []
+    for win in tr.windows:
+        assert win.points.shape == (len(win.frame_indices), 144, 2) and win.points.dtype == np.float32
+        expected = win.points[0][None] + np.outer(win.frame_indices - win.query_frame, v)[:, None, :]
+        errs.append(np.linalg.norm(win.points - expected, axis=2)[win.visible])
+        assert win.visible.mean() > 0.8
+    errs = np.concatenate(errs)
+    assert np.median(errs) < 0.15 and np.percentile(errs, 95) < 0.5
+
+
+def test_work_resolution_returns_input_coordinates():
+    v = (1.0, 0.5)
+    frames = translating_clip(8, v, h=240, w=360)
+    tr = track_grid(frames, TrackConfig(grid=10, length=8, work_max_side=180))
+    win = tr.windows[0]
+    expected = win.points[0][None] + np.outer(win.frame_indices, v)[:, None, :]
+    err = np.linalg.norm(win.points - expected, axis=2)[win.visible]
+    assert win.points[0].max() > 300  # input-resolution coordinates, not work-resolution ones
+    assert np.median(err) < 0.5
+
+
+def test_points_leaving_the_frame_become_invisible():
+    frames = translating_clip(12, (6.0, 0.0))  # 66 px to the right over the clip
+    tr = track_grid(frames, TrackConfig(grid=12, stride=20, length=12))
+    win = tr.windows[0]
+    x0 = win.points[0, :, 0]
+    gone = x0 + 6.0 * 11 > 240 - 2  # these must leave the 240 px wide frame
+    near = x0 + 6.0 * 11 > 240 - 12  # these end within an LK window of the edge
+    assert gone.any()
+    assert not win.visible[-1, gone].any()
+    assert win.visible[-1, ~near].mean() > 0.9
+    # Once lost a point stays lost and its coordinates are zeroed.
+    lost_once = np.maximum.accumulate(~win.visible, axis=0)
+    assert not (win.visible & lost_once).any()
+    assert np.all(win.points[~win.visible] == 0)
+
+
+def test_occluded_points_become_invisible():
+    frames = translating_clip(12, (0.5, 0.25), h=240, w=320).copy()
+    occluder = np.repeat(texture(60, 80, seed=7).astype(np.uint8)[..., None], 3, axis=2)
+    for t in range(6, 12):  # a different textured patch jumps in front at frame 6
+        frames[t, 90:150, 120:200] = occluder
+    tr = track_grid(frames, TrackConfig(grid=16, stride=20, length=12))
+    win = tr.windows[0]
+    x, y = win.points[5, :, 0], win.points[5, :, 1]
+    under = (x > 125) & (x < 195) & (y > 95) & (y < 145) & win.visible[5]
+    # LK windows that straddle a motion boundary fail too (conservative): judge points well away.
+    far = ((x < 80) | (x > 240) | (y < 50) | (y > 190)) & (x < 300) & (y < 225) & win.visible[5]
+    assert under.sum() >= 10 and far.sum() >= 100
+    assert win.visible[6, under].mean() < 0.1
+    assert win.visible[11, far].mean() > 0.9
+
+
+def test_flat_frames_give_no_tracks():
+    frames = np.full((6, 80, 120, 3), 128, np.uint8)
+    tr = track_grid(frames, TrackConfig(grid=8))
+    assert tr.num_observations == sum(w.visible[0].sum() for w in tr.windows)  # only the query points
+    assert all(not w.visible[1:].any() for w in tr.windows)
+
+
+def test_survival_and_short_inputs():
+    frames = translating_clip(7, (0.3, 0.3), h=80, w=120)
+    tr = track_grid(frames, TrackConfig(grid=6, stride=5, length=30))
+    s = tr.survival()
+    assert s.shape == (2, 7) and np.all(s[:, 0] == 1.0) and np.isnan(s[1, 2:]).all()
+    assert track_grid(frames[:1], TrackConfig(grid=6)).windows == []
