@@ -155,6 +155,25 @@ def cmd_demo(args) -> int:
     return code
 
 
+def cmd_annotate(args) -> int:
+    from .annotate.pipeline import AnnotateConfig, annotate_video
+    from .settings import load_settings
+
+    st = load_settings(args.settings)
+    cfg = AnnotateConfig(
+        fps=st.sampled_frames.fps, max_side=st.sampled_frames.max_side,
+        masks=None if args.no_masks else st.dynamic_masks, tracking=st.tracklets, sfm=st.camera_poses,
+    )
+    ann = annotate_video(args.video, args.out, cfg)
+    k = ann.poses.intrinsics
+    print(f"{args.video}: {ann.status}" + (f" ({ann.message})" if ann.message else ""))
+    print(f"  {int(ann.poses.registered.sum())}/{len(ann.timestamps)} frames registered, reprojection error {ann.poses.reprojection_error:.3f} px, tier {ann.quality.tier}")
+    print(f"  intrinsics fx={k.fx:.1f} fy={k.fy:.1f} cx={k.cx:.1f} cy={k.cy:.1f} at {k.width}x{k.height}")
+    print("  stage seconds: " + ", ".join(f"{name} {sec:.1f}" for name, sec in ann.timings.items()))
+    print(f"  wrote {Path(args.out) / 'trajectory.tum'}, cameras.pkl, annotation.json")
+    return 0 if ann.status == "ok" else 2
+
+
 def cmd_synth(args) -> int:
     from tqdm import tqdm
 
@@ -189,6 +208,17 @@ def cmd_bench(args) -> int:
     from . import benchmarks
 
     out = Path(args.out or tempfile.mkdtemp(prefix=f"dynpose-bench-{args.what}-"))
+    if args.what == "poses":
+        result = benchmarks.pose_benchmark(
+            out, suite=args.suite, methods=args.methods, seed=args.seed, limit=args.limit,
+            executor=args.executor, ray_address=args.ray_address, settings_file=args.settings,
+        )
+        for title, rows in result.tables:
+            print(f"\n{title}")
+            _print_table(rows)
+        print(f"\nreport: {result.report} (plots beside it; also the benchmark_report asset's metadata in the UI)")
+        print(f"lake: {result.lake}  (dynpose --lake {result.lake} ui)")
+        return 0
     if args.what == "noop-rerun":
         rows = benchmarks.noop_rerun(out, shards=args.shards, lake_url=args.lake)
         title = f"No-op rerun over {args.shards} shards"
@@ -236,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_sql)
 
+    p = sub.add_parser("annotate", help="annotate one video without Dagster: trajectory.tum, cameras.pkl, annotation.json")
+    p.add_argument("video")
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-masks", action="store_true", help="skip dynamic masking (all tracks count as static)")
+    p.set_defaults(func=cmd_annotate)
+
     p = sub.add_parser("synth", help="render a synthetic suite with exact ground truth (videos, poses, depth, masks, correspondences)")
     p.add_argument("out")
     p.add_argument("--suite", choices=["tiny", "bench", "filters"], default="tiny")
@@ -243,9 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("bench", help="benchmarks: print a table and write a markdown report")
-    p.add_argument("what", nargs="?", default="noop-rerun", choices=["noop-rerun"])
+    p.add_argument("what", nargs="?", default="poses", choices=["poses", "noop-rerun"])
+    p.add_argument("--suite", help="poses: a synthetic suite folder (default: render the 'bench' suite into OUT/suite)")
+    p.add_argument("--methods", nargs="+", help="poses: methods to compare (default: ours and every configured baseline)")
+    p.add_argument("--limit", type=int, help="poses: only the first N clips of the suite")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shards", type=int, default=100, help="noop-rerun: number of single-video shards")
-    p.add_argument("--out", help="report folder (default: a new temporary folder)")
+    p.add_argument("--out", help="output folder: lake, suite, report (default: a new temporary folder)")
+    executor_args(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("ui", help="Dagster webserver on 127.0.0.1")
