@@ -14,22 +14,15 @@ import resource
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 
 
 def write_noise_clip(path: Path, seed: int, frames: int = 12, size: int = 64, fps: int = 12) -> None:
     """A tiny distinct mp4 (random texture drifting), so every file hashes to a new video."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, (size * 2, size * 2, 3), dtype=np.uint8)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[i : i + size, i : i + size]), format="rgb24")
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
+    from .synth.io import encode_mp4
+
+    base = np.random.default_rng(seed).integers(0, 255, (size * 2, size * 2, 3), dtype=np.uint8)
+    encode_mp4(path, np.stack([base[i : i + size, i : i + size] for i in range(frames)]), fps)
 
 
 def markdown_table(rows: list[dict]) -> str:

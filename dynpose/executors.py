@@ -30,6 +30,10 @@ class InProcessExecutor:
         return out
 
 
+def _apply(fn, item):
+    return fn(item)
+
+
 class RayExecutor:
     """Ray tasks, one per video. Without an address, starts a local Ray bound to 127.0.0.1."""
 
@@ -63,8 +67,9 @@ class RayExecutor:
     def map(self, fn, items, progress=None):
         ray = self._ensure_started()
         items = list(items)
-        remote = ray.remote(num_cpus=self.cpus_per_task, max_retries=2)(fn)
-        refs = [remote.remote(item) for item in items]
+        remote = ray.remote(num_cpus=self.cpus_per_task, max_retries=2)(_apply)
+        fn_ref = ray.put(fn)  # functools.partial and friends travel as data
+        refs = [remote.remote(fn_ref, item) for item in items]
         pending, done = list(refs), 0
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)

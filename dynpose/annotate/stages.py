@@ -18,6 +18,7 @@ from ..camera import PoseResult
 from ..catalog import open_source
 from ..evaluation import pose_row, run_measured
 from ..video import SampledFrames, VideoError, sample_frames
+from .pipeline import AnnotateConfig, local_contrast, track_motion
 from .masks import COMPONENTS, MaskConfig, compute_dynamic_masks, decode_mask, encode_mask
 from .sfm import SfmConfig, failed_result, run_sfm
 from .tracking import TrackConfig, Tracklets, TrackWindow, track_grid
@@ -37,11 +38,28 @@ def _summary(video_id: str, status: str, message: str | None, seconds: float, pe
 
 # -- dynamic masks ----------------------------------------------------------------------------
 
+# The single-video pipeline's input checks, with its thresholds, so both paths name failures alike.
+CHECKS = AnnotateConfig()
+
+
+def frame_check(sampled: SampledFrames) -> tuple[str, str] | None:
+    """too_few_frames / no_texture, as ``annotate_frames`` decides them."""
+    if len(sampled) < CHECKS.min_frames:
+        return "too_few_frames", f"{len(sampled)} sampled frame(s), need {CHECKS.min_frames}"
+    contrast = float(np.median(local_contrast(sampled.frames)))
+    if contrast < CHECKS.min_texture:
+        return "no_texture", f"median local contrast {contrast:.2f} < {CHECKS.min_texture}"
+    return None
+
+
 def _masks(video: dict, frames, cfg: MaskConfig):
     try:
         sampled = decode(video, frames)
     except VideoError as exc:
         return {"status": exc.status, "message": exc.message}
+    bad = frame_check(sampled)
+    if bad:
+        return {"status": bad[0], "message": bad[1], "summary": {"n_frames": len(sampled)}, "rows": []}
     masks = compute_dynamic_masks(sampled.frames, cfg)
     coverage = masks.coverage()
     rows, digest = [], hashlib.sha256()
@@ -85,6 +103,9 @@ def _tracks(video: dict, frames, cfg: TrackConfig):
         sampled = decode(video, frames)
     except VideoError as exc:
         return {"status": exc.status, "message": exc.message}
+    bad = frame_check(sampled)
+    if bad:
+        return {"status": bad[0], "message": bad[1], "summary": {"n_frames": len(sampled)}, "rows": []}
     tracks = track_grid(sampled.frames, cfg)
     rows, digest = [], hashlib.sha256()
     for w, win in enumerate(tracks.windows):
@@ -127,10 +148,21 @@ def tracklets_from_rows(rows: list[dict], num_frames: int, width: int, height: i
 
 # -- camera poses --------------------------------------------------------------------------------
 
-def _poses(job: dict, cfg: SfmConfig) -> PoseResult:
-    tracks = tracklets_from_rows(job["track_rows"], job["n_frames"], job["width"], job["height"])
+def _poses(job: dict, cfg: SfmConfig) -> tuple[str, str | None, PoseResult]:
+    """(status, message, poses): static_camera before SfM, then sfm_failed / low_registration / ok."""
+    w, h, ts = job["width"], job["height"], np.asarray(job["timestamps"])
+    tracks = tracklets_from_rows(job["track_rows"], job["n_frames"], w, h)
     masks = masks_from_rows(job["mask_rows"]) if job["mask_rows"] else None
-    return run_sfm(tracks, masks, np.asarray(job["timestamps"]), cfg)
+    motion = track_motion(tracks, masks)
+    if motion < CHECKS.static_motion * float(np.hypot(w, h)):
+        msg = f"p90 static track motion {motion:.1f} px"
+        return "static_camera", msg, failed_result(ts, w, h, msg, cfg)
+    poses = run_sfm(tracks, masks, ts, cfg)
+    if not poses.registered.any():
+        return "sfm_failed", poses.extra.get("reason", "nothing registered"), poses
+    if poses.registered_ratio < cfg.min_registered:
+        return "low_registration", f"{int(poses.registered.sum())}/{len(ts)} frames registered", poses
+    return "ok", None, poses
 
 
 def poses_for_video(job: dict, cfg: SfmConfig) -> dict:
@@ -147,10 +179,9 @@ def poses_for_video(job: dict, cfg: SfmConfig) -> dict:
     if status != "ok":
         result = failed_result(ts, job["width"], job["height"], value)
         return pose_row(vid, OURS, result, job["source_indices"], status="failed", message=value, seconds=total, peak_mib=peak, stage_seconds=stage_seconds)
-    result: PoseResult = value
-    reason = result.extra.get("reason") if not result.registered.any() else None
+    pose_status, message, result = value
     return pose_row(
-        vid, OURS, result, job["source_indices"], status="sfm_failed" if reason else "ok", message=reason,
+        vid, OURS, result, job["source_indices"], status=pose_status, message=message,
         seconds=total, peak_mib=peak, stage_seconds=stage_seconds,
     )
 

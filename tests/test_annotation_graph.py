@@ -1,0 +1,77 @@
+"""The annotation and evaluation products through the asset graph: bad input, executors, benchmarks."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from dynpose.ingest import ingest
+from dynpose.lake import Lake
+from dynpose.orchestrate import materialize
+from dynpose.settings import IngestSettings
+from dynpose.synth import generate_suite
+from dynpose.synth.io import encode_mp4
+
+ANNOTATION = ["clip_catalog", "sampled_frames", "dynamic_masks", "tracklets", "camera_poses", "pose_quality"]
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    generate_suite(out, "tiny", seed=0)
+    return out
+
+
+def _without_timing(rows: list[dict]) -> list[dict]:
+    drop = {"seconds", "peak_mib", "stage_seconds", "ingested_at"}
+    return sorted(({k: v for k, v in r.items() if k not in drop} for r in rows), key=lambda r: (r["video_id"], r.get("method", ""), r.get("frame_index", 0)))
+
+
+def test_bad_inputs_get_recorded_statuses_and_the_shard_goes_on(tmp_path, tiny_suite):
+    src = tmp_path / "videos"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    encode_mp4(src / "black.mp4", np.zeros((24, 120, 160, 3), np.uint8), 12)
+    encode_mp4(src / "gray.mp4", np.full((24, 120, 160, 3), 128, np.uint8), 12)
+    encode_mp4(src / "tripod.mp4", np.repeat(texture[None], 24, axis=0), 12)  # nothing moves at all
+    encode_mp4(src / "one_frame.mp4", texture[None], 12)
+    good = sorted(tiny_suite.glob("*.mp4"))[0]
+    os.symlink(good, src / "good.mp4")
+    lake_url = str(tmp_path / "lake")
+    ingest(str(src), Lake(lake_url), IngestSettings())
+    outcomes = materialize(lake_url, select=ANNOTATION, progress=False)
+    assert not [o for o in outcomes if o.action == "failed"]
+    lake = Lake(lake_url)
+    names = {r["video_id"]: r["source_uri"].rsplit("/", 1)[-1] for r in lake.read_product("clip_catalog").to_pylist()}
+    catalog = {names[r["video_id"]]: r["status"] for r in lake.read_product("clip_catalog").to_pylist()}
+    poses = {names[r["video_id"]]: r["status"] for r in lake.read_product("camera_poses").to_pylist()}
+    tiers = {names[r["video_id"]]: r["tier"] for r in lake.read_product("pose_quality").to_pylist()}
+    assert catalog["one_frame.mp4"] == "too_short" and "one_frame.mp4" not in poses
+    assert poses["black.mp4"] == "no_texture"
+    assert poses["gray.mp4"] == "no_texture"
+    assert poses["tripod.mp4"] == "static_camera"
+    assert poses["good.mp4"] == "ok" and tiers["good.mp4"] != "failed"
+    assert {tiers[n] for n in ("black.mp4", "gray.mp4", "tripod.mp4")} == {"failed"}
+
+
+def test_ray_and_in_process_executors_give_identical_products(tmp_path, tiny_suite, monkeypatch):
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    products = {}
+    for kind in ("in_process", "ray"):
+        lake_url = str(tmp_path / kind)
+        ingest(str(tiny_suite), Lake(lake_url), IngestSettings())
+        outcomes = materialize(lake_url, select=ANNOTATION, executor=kind, progress=False)
+        assert {o.action for o in outcomes} == {"computed"}
+        lake = Lake(lake_url)
+        products[kind] = {p: _without_timing(lake.read_product(p).to_pylist()) for p in ANNOTATION}
+        products[kind]["masks_lance"] = _without_timing(lake.read_lance_shard("dynamic_masks", "s00000").to_pylist())
+        products[kind]["tracks_lance"] = _without_timing(lake.read_lance_shard("tracklets", "s00000").to_pylist())
+    import ray
+
+    ray.shutdown()
+    for name, rows in products["in_process"].items():
+        assert rows == products["ray"][name], f"{name} differs between executors"
+    assert all(r["status"] == "ok" for r in products["ray"]["camera_poses"])
