@@ -40,7 +40,7 @@ def synthetic_clip(n: int = 13, speed: float = 4.0, near_plane: bool = False, se
     """Frames of a textured plane seen by a moving camera, a textured disc moving across it.
 
     Returns (frames (n, H, W, 3) uint8, blob ground truth (n, H, W) bool). With ``near_plane`` a
-    second, static plane twice as close covers the lower third of the view (real parallax).
+    second, static plane twice as close covers the lower 45% of the view (real parallax).
     """
     rng = np.random.default_rng(seed)
     pad = 60
@@ -58,13 +58,13 @@ def synthetic_clip(n: int = 13, speed: float = 4.0, near_plane: bool = False, se
             K = np.array([[300.0, 0, W / 2], [0, 300.0, H / 2], [0, 0, 1]])
             Hn = (_camera(t) - K @ np.outer(np.array([0.012, 0.004, 0.01]) * t, [0, 0, 1.0]) @ np.linalg.inv(K)) @ shift
             region = np.zeros(near.shape[:2], np.uint8)
-            region[pad + int(H * 0.65) :, :] = 1  # the lower third of the view
+            region[pad + int(H * 0.55) :, :] = 1  # the lower 45% of the view
             inside = cv2.warpPerspective(region, Hn, (W, H), flags=cv2.INTER_NEAREST) > 0
             img[inside] = cv2.warpPerspective(near, Hn, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[inside]
         gt = np.zeros((H, W), bool)
         # Up and to the right: across the epipolar lines (the epipole lies far right, a bit low),
         # since motion along them is invisible to two-view geometry.
-        x, y = int(round(70 + speed * t)), int(round(60 - 0.8 * speed * t))
+        x, y = int(round(70 + speed * t)), int(round(45 - 0.8 * speed * t))
         gt[y : y + 50, x : x + 50] = disc > 0
         img[gt] = blob[disc > 0]
         frames.append(img)
@@ -186,6 +186,17 @@ def test_propagator_none_detects_every_frame():
     assert not dm.components["propagated"].any() and dm.union[1:].any(axis=(1, 2)).all()
     with pytest.raises(ValueError):
         compute_dynamic_masks(frames, MaskConfig(propagator="nope", semantic=False, interaction=False))
+
+
+def test_single_frame_and_odd_lengths():
+    frames, _ = synthetic_clip(n=8)
+    one = compute_dynamic_masks(frames[:1], MaskConfig(semantic=False, interaction=False))
+    assert one.union.shape == (1, H, W) and not one.union.any()  # no neighbour: no motion evidence
+    dm = compute_dynamic_masks(frames, MaskConfig(semantic=False, interaction=False, detect_every=3, propagate=2))
+    assert list(dm.detected_frames) == [0, 3, 6]
+    assert not dm.components["propagated"][[2, 5]].any()  # frames no detection reaches
+    with pytest.raises(ValueError):
+        compute_dynamic_masks(frames[..., 0])
 
 
 def test_interaction_grows_from_the_hand_into_attached_motion_only():

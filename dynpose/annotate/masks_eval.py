@@ -1,6 +1,7 @@
 """Score dynamic masks against synthetic ground truth (``dynpose.synth``: object_ids > 0).
 
-    python -m dynpose.annotate.masks_eval room:handheld_walk:3:near street:orbit:1 --seconds 5
+    python -m dynpose.annotate.masks_eval room:handheld_walk:3:near street:orbit:1 --seconds 5 \
+        --configs default,no_refine,always_f --cache /tmp/synth_clips
 
 Per clip and component: IoU, recall (share of dynamic pixels masked) and false-positive rate
 (share of static pixels masked), pooled over frames (sums of pixels, so frames with no dynamic
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +39,17 @@ def score_masks(dm: DynamicMasks, gt: np.ndarray) -> dict[str, dict[str, float]]
     return out
 
 
+# Variants worth comparing: the defaults, flow propagation without motion re-thresholding, the
+# fundamental matrix whenever it explains anything more than the homography (Ro-DynRF / the paper
+# always use F), and without Ro-DynRF's 80th-percentile cut.
+CONFIGS = {
+    "default": {},
+    "no_refine": {"propagate_refine": False},
+    "always_f": {"f_gain": 0.0},
+    "no_quantile": {"motion_quantile": None},
+}
+
+
 def _spec(text: str, seconds: float):
     from dynpose.synth import ClipSpec
 
@@ -44,25 +57,36 @@ def _spec(text: str, seconds: float):
     return ClipSpec(seed=int(seed), layout=layout, trajectory=trajectory, seconds=seconds, near_object="near" in flags)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _clip(text: str, seconds: float, cache: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, ground-truth dynamic mask) of a clip, rendered or read back from ``cache``."""
+    path = Path(cache) / f"{text.replace(':', '_')}_{seconds:g}s.npz" if cache else None
+    if path is not None and path.exists():
+        data = np.load(path)
+        return data["frames"], data["dynamic"]
     from dynpose.synth import render_clip
 
+    clip = render_clip(_spec(text, seconds))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, frames=clip.frames, dynamic=clip.object_ids > 0)
+    return clip.frames, clip.object_ids > 0
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("clips", nargs="+", help="layout:trajectory:seed[:near], e.g. room:handheld_walk:3:near")
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--no-refine", action="store_true", help="also score propagate_refine=False")
+    ap.add_argument("--configs", default="default", help=f"comma-separated, from {sorted(CONFIGS)}")
+    ap.add_argument("--cache", help="directory to keep rendered clips in (.npz)")
     args = ap.parse_args(argv)
-    configs = {"default": MaskConfig()}
-    if args.no_refine:
-        configs["no_refine"] = MaskConfig(propagate_refine=False)
+    configs = {name: MaskConfig(**CONFIGS[name]) for name in args.configs.split(",")}
     print("| clip | config | dyn. cover | " + " | ".join(f"{c} IoU / rec / FPR" for c in (*COMPONENTS, "union")) + " | mask s |")
     print("|---" * (5 + len(COMPONENTS)) + "|")
     for text in args.clips:
-        clip = render_clip(_spec(text, args.seconds))
-        gt = clip.object_ids > 0
+        frames, gt = _clip(text, args.seconds, args.cache)
         for name, cfg in configs.items():
             t = time.perf_counter()
-            dm = compute_dynamic_masks(clip.frames, cfg)
+            dm = compute_dynamic_masks(frames, cfg)
             secs = time.perf_counter() - t
             s = score_masks(dm, gt)
             cells = [" / ".join(f"{s[c][k]:.2f}" for k in ("iou", "recall", "fpr")) for c in (*COMPONENTS, "union")]
