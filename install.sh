@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install dynpose into ./.venv on a CPU-only Python 3.11 machine.
 #   ./install.sh          the pipeline and its command `dynpose`
-#   ./install.sh --test   plus what the tests need (pytest, the SeaweedFS S3 server)
+#   ./install.sh --test   plus what the tests need (pytest, the SeaweedFS S3 server, the optional SAM2 back end)
 # PyTorch goes in first, pinned to the CPU build, so that nothing later pulls a CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,5 +14,6 @@ command -v "$PY" >/dev/null || PY=python3
 extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
 .venv/bin/python -m pip install --quiet -e ".${extra}"
+[ -n "$extra" ] && infra/install_sam2.sh  # the tests exercise the SAM2 back end with a random-init model
 .venv/bin/dynpose --help >/dev/null
 echo "installed: $(.venv/bin/python -c 'import dynpose, torch; print("dynpose", dynpose.__version__, "torch", torch.__version__)')"
