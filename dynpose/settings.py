@@ -42,6 +42,7 @@ class FrameSettings:
 class BaselineSettings:
     methods: tuple[str, ...] = ("colmap", "colmap_mask", "identity")  # names in dynpose.baselines.METHODS
     only_with_ground_truth: bool = True  # baselines are for benchmarking: skip videos without ground truth
+    options: dict = field(default_factory=dict)  # per method keyword options, e.g. {colmap: {max_num_features: 4096}}
 
 
 @dataclass

@@ -60,7 +60,7 @@ def _gt_videos(ctx: StepContext) -> list[dict]:
 
 # -- baselines ------------------------------------------------------------------------------------
 
-def baselines_for_video(job: dict, methods: tuple[str, ...], frames) -> list[dict]:
+def baselines_for_video(job: dict, methods: tuple[str, ...], frames, options: dict | None = None) -> list[dict]:
     """Every baseline on one video's sampled frames (the frames ours sees), each in its own child."""
     video, vid = job["video"], job["video"]["video_id"]
     try:
@@ -70,7 +70,7 @@ def baselines_for_video(job: dict, methods: tuple[str, ...], frames) -> list[dic
     masks = stages.masks_from_rows(job["mask_rows"]) if job["mask_rows"] else None
     rows = []
     for name in methods:
-        status, value, seconds, peak = run_measured(get_method(name).run, sampled, masks)
+        status, value, seconds, peak = run_measured(get_method(name).run, sampled, masks, **(options or {}).get(name, {}))
         if status != "ok":  # the method crashed: a failure of this method on this video
             value = failed_result(sampled, value)
         reason = value.extra.get("reason") if not np.any(value.registered) else None
@@ -89,7 +89,9 @@ def compute_baseline_poses(ctx: StepContext) -> pa.Table:
     videos = _gt_videos(ctx) if ctx.settings.only_with_ground_truth else ctx.ok_videos()
     mask_rows = _group(ctx.lake.read_lance_shard("dynamic_masks", ctx.shard)) if videos else {}
     jobs = [{"video": v, "mask_rows": mask_rows.get(v["video_id"], [])} for v in videos]
-    fn = functools.partial(baselines_for_video, methods=tuple(ctx.settings.methods), frames=ctx.all_settings.sampled_frames)
+    fn = functools.partial(
+        baselines_for_video, methods=tuple(ctx.settings.methods), frames=ctx.all_settings.sampled_frames, options=ctx.settings.options,
+    )
     return poses_table([r for rows in ctx.executor.map(fn, jobs, ctx.progress) for r in rows])
 
 
