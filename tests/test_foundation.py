@@ -28,6 +28,10 @@ from .conftest import real_clip
 REPO = Path(__file__).resolve().parents[1]
 
 
+# The spine's own products; the annotation graph has its own tests (test_annotation_graph.py).
+RAW = ["clip_catalog", "sampled_frames"]
+
+
 def _actions(outcomes):
     return sorted((o.product, o.shard, o.action) for o in outcomes)
 
@@ -49,7 +53,7 @@ def test_ingest_and_catalog_statuses(mixed_videos, lake_url, capsys):
     assert [len(Registry(lake).videos(s)) for s in report.new_shards] == [4, 1]
     assert [Path(u).name for u, _ in report.duplicates] == ["bikes_again.mp4"]
 
-    outcomes = materialize(lake_url, progress=False)
+    outcomes = materialize(lake_url, select=RAW, progress=False)
     assert {o.action for o in outcomes} == {"computed"}
     catalog = lake.read_product("clip_catalog").to_pylist()
     by_name = {Path(r["source_uri"]).name: r for r in catalog}
@@ -80,10 +84,10 @@ def test_ingest_and_catalog_statuses(mixed_videos, lake_url, capsys):
 def test_rerun_is_noop_and_code_bump_recomputes_only_downstream(mixed_videos, lake_url, monkeypatch):
     lake = Lake(lake_url)
     ingest(str(mixed_videos), lake, IngestSettings(shard_size=3))
-    first = materialize(lake_url, progress=False)
+    first = materialize(lake_url, select=RAW, progress=False)
     assert {o.action for o in first} == {"computed"} and len(first) == 4
 
-    second = materialize(lake_url, progress=False)
+    second = materialize(lake_url, select=RAW, progress=False)
     assert {o.action for o in second} == {"skipped"} and len(second) == 4
     history = Ledger(lake).history().to_pylist()
     assert sum(r["action"] == "skipped" for r in history) == 4
@@ -91,7 +95,7 @@ def test_rerun_is_noop_and_code_bump_recomputes_only_downstream(mixed_videos, la
     # Bump the downstream product: only it recomputes.
     bumped = dataclasses.replace(products.SAMPLED_FRAMES, code_version="bumped")
     monkeypatch.setitem(products.PRODUCTS, "sampled_frames", bumped)
-    third = materialize(lake_url, progress=False)
+    third = materialize(lake_url, select=RAW, progress=False)
     assert _actions(third) == sorted(
         [("clip_catalog", s, "skipped") for s in ("s00000", "s00001")]
         + [("sampled_frames", s, "computed") for s in ("s00000", "s00001")]
@@ -99,18 +103,18 @@ def test_rerun_is_noop_and_code_bump_recomputes_only_downstream(mixed_videos, la
 
     # Bump the upstream product: it and everything downstream recompute, on every shard.
     monkeypatch.setitem(products.PRODUCTS, "clip_catalog", dataclasses.replace(products.CLIP_CATALOG, code_version="bumped"))
-    fourth = materialize(lake_url, progress=False)
+    fourth = materialize(lake_url, select=RAW, progress=False)
     assert {o.action for o in fourth} == {"computed"} and len(fourth) == 4
 
 
 def test_config_change_makes_only_that_product_stale(mixed_videos, tmp_path):
     lake_url = str(tmp_path / "lake")
     ingest(str(mixed_videos), Lake(lake_url), IngestSettings(shard_size=10))
-    materialize(lake_url, progress=False)
+    materialize(lake_url, select=RAW, progress=False)
     cfg = tmp_path / "settings.yaml"
     cfg.write_text("sampled_frames:\n  fps: 6\n")
     assert load_settings(cfg).sampled_frames.fps == 6
-    outcomes = materialize(lake_url, settings_file=str(cfg), progress=False)
+    outcomes = materialize(lake_url, settings_file=str(cfg), select=RAW, progress=False)
     assert _actions(outcomes) == [("clip_catalog", "s00000", "skipped"), ("sampled_frames", "s00000", "computed")]
     frames = Lake(lake_url).read_table("sampled_frames", "s00000").to_pylist()
     bikes_frames = [r for r in frames if r["timestamp_s"] is not None]
@@ -127,11 +131,11 @@ def test_config_change_makes_only_that_product_stale(mixed_videos, tmp_path):
 def test_new_videos_compute_only_new_shards(mixed_videos, tmp_path):
     lake_url = str(tmp_path / "lake")
     ingest(str(mixed_videos), Lake(lake_url), IngestSettings(shard_size=64))
-    materialize(lake_url, progress=False)
+    materialize(lake_url, select=RAW, progress=False)
     shutil.copy(real_clip("03_blocks.mp4"), mixed_videos / "blocks.mp4")
     report = ingest(str(mixed_videos), Lake(lake_url), IngestSettings(shard_size=64))
     assert report.new_shards == ["s00001"]
-    outcomes = materialize(lake_url, progress=False)
+    outcomes = materialize(lake_url, select=RAW, progress=False)
     assert _actions(outcomes) == [
         ("clip_catalog", "s00000", "skipped"), ("clip_catalog", "s00001", "computed"),
         ("sampled_frames", "s00000", "skipped"), ("sampled_frames", "s00001", "computed"),
@@ -163,7 +167,7 @@ def test_killed_materialization_leaves_no_partial_file_and_rerun_completes(tmp_p
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    cmd = [sys.executable, "-m", "dynpose.cli", "--lake", lake_url, "materialize", "--quiet"]
+    cmd = [sys.executable, "-m", "dynpose.cli", "--lake", lake_url, "materialize", "--quiet", "--select", "clip_catalog", "--select", "sampled_frames"]
     killed = 0
     for delay in (2.5, 3.5, 4.5):
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -182,7 +186,7 @@ def test_killed_materialization_leaves_no_partial_file_and_rerun_completes(tmp_p
     lake = Lake(lake_url)
     assert sorted(lake.product_shards("clip_catalog")) == Registry(lake).shards()
     assert sorted(lake.product_shards("sampled_frames")) == Registry(lake).shards()
-    again = materialize(lake_url, progress=False)
+    again = materialize(lake_url, select=RAW, progress=False)
     assert {o.action for o in again} == {"skipped"}
 
 
@@ -210,7 +214,7 @@ def test_ingest_sensor_adds_partitions_and_requests_runs(mixed_videos, tmp_path,
 def test_status_reports_stale_counts(mixed_videos, tmp_path, capsys, monkeypatch):
     lake_url = str(tmp_path / "lake")
     ingest(str(mixed_videos), Lake(lake_url), IngestSettings(shard_size=3))
-    materialize(lake_url, progress=False)
+    materialize(lake_url, select=RAW, progress=False)
     monkeypatch.setitem(products.PRODUCTS, "clip_catalog", dataclasses.replace(products.CLIP_CATALOG, code_version="2"))
     capsys.readouterr()
     assert cli_main(["--lake", lake_url, "status"]) == 0
