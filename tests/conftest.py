@@ -64,6 +64,7 @@ class SeaweedS3:
         self.workdir = workdir
         self.port = next(p for p in iter(_free_port, None) if p < 55000)
         self.proc: subprocess.Popen | None = None
+        self.bucket = "dynpose-tests"
 
     @property
     def endpoint(self) -> str:
@@ -79,7 +80,7 @@ class SeaweedS3:
         master, volume, filer, iceberg, lance = ports
         cmd = [
             weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={master}", f"-volume.port={volume}", "-volume.max=20", "-filer", f"-filer.port={filer}",
+            f"-master.port={master}", f"-volume.port={volume}", "-volume.max=100", "-filer", f"-filer.port={filer}",
             "-s3", f"-s3.port={self.port}", f"-s3.port.iceberg={iceberg}", f"-s3.port.lance={lance}",
             "-metricsPort=0", "-master.telemetry=false",  # no traffic leaves the machine
         ]
@@ -91,10 +92,10 @@ class SeaweedS3:
                 raise RuntimeError(f"weed exited: {(self.workdir / 'weed.log').read_text()[-2000:]}")
             try:
                 fs = self.filesystem()
-                bucket = f"probe-{uuid.uuid4().hex[:6]}"
-                fs.mkdir(bucket)
-                fs.pipe_file(f"{bucket}/x", b"1")
-                if fs.cat_file(f"{bucket}/x") == b"1":
+                if not fs.exists(self.bucket):
+                    fs.mkdir(self.bucket)
+                fs.pipe_file(f"{self.bucket}/probe", b"1")
+                if fs.cat_file(f"{self.bucket}/probe") == b"1":
                     return
             except Exception:
                 time.sleep(0.5)
@@ -141,9 +142,9 @@ def lake_url(request, tmp_path) -> str:
     if request.param == "local":
         return str(tmp_path / "lake")
     server = request.getfixturevalue("s3_server")
-    bucket = f"lake-{uuid.uuid4().hex[:10]}"
-    server.filesystem().mkdir(bucket)
-    return f"s3://{bucket}/dynpose"
+    # One bucket, a prefix per test: SeaweedFS gives every bucket its own volumes, and a bucket per
+    # test runs the server out of volumes.
+    return f"s3://{server.bucket}/{uuid.uuid4().hex[:10]}/dynpose"
 
 
 @pytest.fixture(autouse=True)
