@@ -208,7 +208,10 @@ def compute_benchmark_report(ctx: StepContext) -> pa.Table:
     from ..report import build_benchmark_report
 
     poses = _rows(ctx, "pose_benchmark")
-    report = build_benchmark_report(poses, _rows(ctx, "reprojection_benchmark"), _rows(ctx, "mask_benchmark"), _rows(ctx, "filter_benchmark"))
+    report = build_benchmark_report(
+        poses, _rows(ctx, "reprojection_benchmark"), _rows(ctx, "mask_benchmark"), _rows(ctx, "filter_benchmark"),
+        examples=_trajectory_examples(ctx, sorted({r["video_id"] for r in poses})[:3]),
+    )
     _publish(ctx, "benchmark", report.markdown, report.plots, "report.md")
     rows = [dict(r, table="all videos (failures filled)") for r in report.table]
     rows += [dict(r, table="videos where all methods succeed") for r in report.table_all_succeed]
@@ -218,6 +221,22 @@ def compute_benchmark_report(ctx: StepContext) -> pa.Table:
 def _column_name(title: str) -> str:
     """SQL-friendly column names for the report's titles ("% < 5 px" -> "pct_lt_5_px")."""
     return title.replace("%", "pct").replace("<", "lt").replace("-", "_").replace(" ", "_").replace("__", "_").lower()
+
+
+def _trajectory_examples(ctx: StepContext, video_ids: list[str]) -> list[dict]:
+    """A few videos' trajectories of every method with their ground truth, for the report's plots."""
+    if not video_ids:
+        return []
+    catalog = {r["video_id"]: r for r in _rows(ctx, "clip_catalog")}
+    preds: dict[str, dict] = {v: {} for v in video_ids}
+    for product in ("camera_poses", "baseline_poses"):
+        for r in _rows(ctx, product):
+            if r["video_id"] in preds and r["status"] == "ok":
+                preds[r["video_id"]][r["method"]] = pose_from_row(r)
+    return [
+        {"video_id": v, "gt": load_ground_truth(catalog[v]["ground_truth_uri"]).poses, "preds": preds[v]}
+        for v in video_ids if catalog.get(v, {}).get("ground_truth_uri") and preds[v]
+    ]
 
 
 def compute_dataset_statistics(ctx: StepContext) -> pa.Table:
@@ -269,7 +288,7 @@ PRODUCTS = [
         "eval", aggregate=True,
     ),
     Product(
-        "benchmark_report", "1", ("pose_benchmark", "reprojection_benchmark", "mask_benchmark", "filter_benchmark"),
+        "benchmark_report", "1", ("pose_benchmark", "reprojection_benchmark", "mask_benchmark", "filter_benchmark", "camera_poses", "baseline_poses"),
         compute_benchmark_report,
         "Paper-style comparison tables (all videos with failures filled; videos where all methods succeed) and plots.",
         "eval", aggregate=True, metadata=_report_metadata("benchmark", "report.md"),
