@@ -123,13 +123,22 @@ def _check(path: CameraPath, scene, duration) -> float:
     clear = scene.free(xy, margin=0.45).mean()
     if clear < 1.0:
         return 0.5 * clear
-    # View distance along the optical axis (static scene only).
-    o = [np.array([path.position(t)[a] for t in ts], np.float32) for a in range(3)]
-    d = [np.array([path.forward(t)[a] for t in ts], np.float32) for a in range(3)]
-    t_hit, _ = cast(scene.static, Rays(tuple(o), tuple(d)))
-    t_hit = np.where(np.isfinite(t_hit), t_hit, 100.0)
-    if t_hit.min() < 0.9 or np.median(t_hit) < 1.8:
-        return 0.5 + 0.4 * min(1.0, t_hit.min() / 0.9) * min(1.0, np.median(t_hit) / 1.8)
+    # View distance along the optical axis and four rays around it (static scene only): the
+    # camera should not stare at a wall from close up.
+    offsets = [(0, 0), (0.35, 0), (-0.35, 0), (0, 0.2), (0, -0.2)]  # tangents of the angle off-axis
+    o, d = [], []
+    for t in ts:
+        rot, c = path.c2w(t)
+        for ox, oy in offsets:
+            o.append(c)
+            d.append(rot @ np.array([ox, oy, 1.0]))
+    o, d = np.array(o, np.float32), np.array(d, np.float32)
+    t_hit, _ = cast(scene.static, Rays(tuple(o.T), tuple(d.T)))
+    t_hit = np.where(np.isfinite(t_hit), t_hit, 100.0).reshape(len(ts), len(offsets))
+    view = np.median(t_hit, axis=1)  # typical depth in each frame
+    lo, mid = (1.2, 2.5) if scene.layout == "room" else (2.5, 5.0)
+    if view.min() < lo or np.median(view) < mid:
+        return 0.5 + 0.4 * min(1.0, view.min() / lo) * min(1.0, np.median(view) / mid)
     return 1.0
 
 
@@ -239,11 +248,3 @@ def cut_path(a: CameraPath, b: CameraPath, t_cut: float) -> CameraPath:
     return CameraPath("shot_change", lambda t: a.position(t) if t < t_cut else b.position(t),
                       lambda t: a.forward(t) if t < t_cut else b.forward(t),
                       roll=lambda t: a.roll(t) if t < t_cut else b.roll(t), params={"t_cut": t_cut})
-
-
-def follow_path(base: CameraPath, target: Callable[[float], np.ndarray], smooth: float = 1.0) -> CameraPath:
-    """Keep the position of ``base`` but aim at a moving ``target`` (long-lens tracking shots)."""
-    def forward(t):
-        return target(t) - base.position(t)
-
-    return CameraPath(base.kind, base.position, forward, roll=base.roll, focal_scale=base.focal_scale, params=dict(base.params))

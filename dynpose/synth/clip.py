@@ -6,7 +6,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-import cv2
 import numpy as np
 
 from dynpose.camera import Intrinsics
@@ -16,7 +15,7 @@ from . import effects as fx
 from .gt import sample_correspondences
 from .lighting import bake
 from .objects import Follower
-from .populate import coverage, populate, propose_object
+from .populate import coverage, long_lens_shot, populate, propose_object
 from .render import CameraModel, Renderer
 from .scene import LAYOUTS
 from .variants import LOW_RES_SIZES, label
@@ -41,11 +40,13 @@ class ClipSpec:
     n_objects: int | None = None
     max_coverage: float = 0.6  # upper bound of the per-frame moving-object coverage
     near_object: bool = False  # place one object close to the camera (large coverage)
+    near_objects: int = 0  # how many objects pass close to the camera (max with near_object)
     shutter: float = 1 / 60  # exposure time in seconds, for motion blur (0: off)
     noise: float = 1.0  # sensor noise scale (0: off)
     exposure_drift: float = 0.08  # amplitude of slow exposure changes on top of auto exposure
     shake: float = 1.0  # handheld shake scale
     crf: int = 20  # H.264 quality of the written mp4
+    preset: str = "medium"  # x264 speed preset of the written mp4
     texture_scale: float | None = None  # texture resolution; None: width / 854
     corr_per_pair: int = 48
     corr_max_dt: float = 2.5
@@ -70,6 +71,7 @@ class RenderedClip:
     prim_ids: np.ndarray | None = None  # (N, H, W) int16 primitive index, for correspondences
     meta: dict = field(default_factory=dict)
     correspondences: dict | None = None
+    world: dict | None = field(default=None, repr=False)  # scene, objects, camera_path (not written)
 
     def intrinsics_at(self, i: int = 0) -> Intrinsics:
         fx, fy, cx, cy = self.intrinsics[i]
@@ -168,29 +170,32 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         n_obj = 0
     objects = []
     if var == "long_focal":  # a subject far away, followed by the long lens
-        subj = None
-        for _ in range(20):
-            subj = propose_object("person", 1, orng, scene, path, T, hfov * 3, tq, dist_range=(3.5, 7) if spec.layout == "room" else (10, 25))
-            if subj is not None:
-                break
-        if subj is not None:
+        shot = long_lens_shot(vrng, scene, T, (4.0, 7.0) if spec.layout == "room" else (10.0, 25.0), spec.shake)
+        if shot is not None:
+            path, subj = shot
             objects.append(subj)
-            path = cp.follow_path(path, lambda t, s=subj: s.center(t) + np.array([0, 0, 0.25 * s.height]))
         n_obj = max(0, n_obj - 1)
-    if spec.near_object and n_obj > 0:
-        near = None
+    n_near = min(n_obj, max(spec.near_objects, int(spec.near_object)))
+    near_objs = []
+    for _ in range(n_near):  # objects passing close to the camera: large coverage
         for _ in range(10):
-            kind = "person" if spec.layout == "room" else ("car" if orng.random() < 0.4 and spec.layout == "street" else "person")
-            near = propose_object(kind, len(objects) + 1, orng, scene, path, T, hfov, tq, dist_range=(1.3, 2.2))
+            kind = "person" if spec.layout != "street" or orng.random() < 0.6 else "car"
+            near = propose_object(kind, len(objects) + len(near_objs) + 1, orng, scene, path, T, hfov, tq,
+                                  dist_range=(1.3, 2.2) if kind == "person" else (2.6, 4.0))
             if near is not None:
+                near_objs.append(near)
                 break
-        if near is not None:
-            objects.append(near)
-            n_obj -= 1
-    more, _ = populate(orng, scene, path, T, n_obj, cam, tq, max_coverage=spec.max_coverage, focal_scale=path.focal_scale)
-    for o in more:
-        o.obj_id = len(objects) + 1
-        objects.append(o)
+    n_obj -= n_near
+    more, _ = populate(orng, scene, path, T, n_obj, cam, tq, max_coverage=spec.max_coverage, focal_scale=path.focal_scale,
+                       min_mean=0.01 if var == "none" else 0.0)
+    objects += more
+    if near_objs:  # the far objects were checked by populate; now the whole set, dropping near ones if needed
+        ts = np.linspace(0, T, max(6, int(T * 3)))
+        while near_objs and coverage(scene, path, objects + near_objs, cam, ts, focal_scale=path.focal_scale).max() > spec.max_coverage:
+            near_objs.pop()
+        objects += near_objs
+    for k, o in enumerate(objects):
+        o.obj_id = k + 1
     if var == "huge_object":
         d = float(vrng.uniform(0.9, 1.6))
         vf = 2 * math.atan(H / 2 / f)
@@ -232,6 +237,7 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
             if var == "shot_change" and any((t - half_shutter) < c <= (t + half_shutter) for c in spec.params["t_cuts"]):
                 blur = None  # no smear across a cut
         fr = renderer.render(camk, path.c2w(t), dyn, blur=blur, flat=(var == "cartoon"))
+        t_fx = time.perf_counter()
         lin = fr.linear
         if fr.motion is not None:
             lin = fx.motion_blur(lin, fr.motion)
@@ -239,7 +245,7 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
             rot, c = path.c2w(t)
             focus = float((rot.T @ (objects[0].center(t) - c))[2])
             lin = fx.depth_of_field(lin, fr.depth, max(focus, 1.0), camk.fx, aperture)
-        target = fx.auto_exposure(lin)
+        target = fx.auto_exposure(lin, valid=fr.prim != -2 if xi else None)
         exposure = target if exposure is None else exposure * (target / exposure) ** 0.3  # AE adapts with a lag
         gain = exposure * math.exp(spec.exposure_drift * drift(t))
         if var == "cartoon":
@@ -248,6 +254,7 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
             img = sensor.develop(lin, gain, k, frng)
         if overlay is not None:
             img = overlay.apply(img, t)
+        renderer._tick("effects", t_fx)
         frames[k] = img
         depth[k] = fr.depth
         oid[k] = fr.obj
@@ -280,11 +287,13 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
                           "max": float(cov.max()), "min": float(cov.min())},
         "n_correspondences": int(len(crn["frame_i"])),
         "render_seconds": round(elapsed, 3),
+        "render_stage_seconds_per_frame": {k: round(v / n_frames, 4) for k, v in renderer.timings.items()},
         "params": {k: v for k, v in spec.params.items()},
         "camera_path": {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in path.params.items()},
         "spec": {k: v for k, v in asdict(spec).items() if k != "params"},
     }
-    return RenderedClip(spec, frames, depth, oid, poses, intr, times, W, H, xi, pid, meta, crn)
+    return RenderedClip(spec, frames, depth, oid, poses, intr, times, W, H, xi, pid, meta, crn,
+                        world={"scene": scene, "objects": objects, "camera_path": path})
 
 
 def _side_by_side(spec: ClipSpec) -> RenderedClip:
@@ -293,10 +302,12 @@ def _side_by_side(spec: ClipSpec) -> RenderedClip:
     stacked = spec.params.get("stacked", bool(vrng.random() < 0.3))
     W, H = spec.width - spec.width % 4, spec.height - spec.height % 4
     half = (W // 2, H) if not stacked else (W, H // 2)
-    layouts = ["room", "street", "plaza"]
-    a = replace(spec, variant="none", width=half[0], height=half[1], params={})
-    b = replace(spec, variant="none", width=half[0], height=half[1], seed=spec.seed + 7919, scene_seed=None,
-                layout=layouts[int(vrng.integers(3))], trajectory=cp.TRAJECTORIES[int(vrng.integers(5))], params={})
+    # Two different shots of the same place (another camera path, other moving objects): as
+    # cheap as one scene, and still an obvious composite.
+    tq = spec.texture_scale or float(np.clip(max(spec.width, 320) / 854, 0.35, 1.2))
+    scene_seed = spec.seed if spec.scene_seed is None else spec.scene_seed
+    a = replace(spec, variant="none", width=half[0], height=half[1], params={}, texture_scale=tq, scene_seed=scene_seed)
+    b = replace(a, seed=spec.seed + 7919, trajectory=cp.TRAJECTORIES[int(vrng.integers(5))])
     ca, cb = render_clip(a), render_clip(b)
     n = min(len(ca), len(cb))
     axis = 2 if not stacked else 1
@@ -305,7 +316,7 @@ def _side_by_side(spec: ClipSpec) -> RenderedClip:
     meta = dict(ca.meta)
     category, suitable, _ = label("side_by_side")
     meta.update(variant="side_by_side", category=category, suitable=suitable, width=frames.shape[2], height=frames.shape[1],
-                params={"stacked": stacked, "second": {"seed": b.seed, "layout": b.layout, "trajectory": b.trajectory}},
+                params={"stacked": stacked, "second": {"seed": b.seed, "trajectory": b.trajectory}},
                 ground_truth="left (or top) half only; the other half has depth 0 and no correspondences")
     meta["spec"] = {k: v for k, v in asdict(spec).items() if k != "params"}
     return RenderedClip(spec, frames, pad(ca.depth), pad(ca.object_ids), ca.poses_w2c[:n], ca.intrinsics[:n], ca.timestamps[:n],

@@ -37,8 +37,8 @@ def _window(rng, w, h, frame_rgb, lit_p=0.15):
         c = tx.jitter_color(rng, rng.uniform(60, 230, 3), 0.1)
         cw = int(w * rng.uniform(0.2, 0.5))
         img[:, :cw] = c * (1 + 0.15 * np.sin(np.arange(cw) / 2.0))[None, :, None]
-    elif r < 0.3 + lit_p:
-        img[:] = tx.colorize((230, 200, 140), tx.noise(rng, h, w, max(3, w / 2), 3), 0.2)
+    elif r < 0.3 + lit_p:  # a room seen through the glass
+        img[:] = img * 0.4 + 0.6 * tx.colorize(tx.jitter_color(rng, (190, 170, 140), 0.15), tx.noise(rng, h, w, max(3, w / 2), 3), 0.25)
     f = max(1, int(0.07 * min(w, h)))
     img[:f], img[-f:], img[:, :f], img[:, -f:] = frame_rgb, frame_rgb, frame_rgb, frame_rgb
     img[:, w // 2 - f // 2 : w // 2 + (f + 1) // 2] = frame_rgb  # mullion
@@ -113,7 +113,7 @@ def side_wall(rng, w_m, h_m, tpm) -> np.ndarray:
     img = _base(rng, w, h, min(w / w_m, h / h_m), rng.choice(["bricks", "plaster", "concrete"]))
     if rng.random() < 0.5:
         tx.graffiti(rng, img, min(w / w_m, h / h_m), int(rng.integers(1, 4)))
-    return tx.to_u8(tx.dirt(rng, img, 0.25, 2.0 * min(w / w_m, h / h_m)))
+    return tx.to_u8(tx.dirt(rng, img, 0.1, 2.0 * min(w / w_m, h / h_m)))
 
 
 def notice_board(rng, w, h) -> np.ndarray:

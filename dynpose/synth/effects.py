@@ -93,10 +93,13 @@ class Sensor:
         return _LUT[q]
 
 
-def auto_exposure(linear: np.ndarray, key: float = 0.2) -> float:
-    """Exposure that brings the frame's log-average luminance to ``key`` (as auto exposure does)."""
+def auto_exposure(linear: np.ndarray, key: float = 0.2, valid: np.ndarray | None = None) -> float:
+    """Exposure that brings the frame's log-average luminance to ``key`` (as auto exposure does);
+    ``valid`` excludes pixels that see nothing (outside a fisheye image circle)."""
     lum = linear[::4, ::4].mean(2)
-    lavg = float(np.exp(np.mean(np.log(lum + 1e-4))))
+    if valid is not None:
+        lum = lum[valid[::4, ::4]]
+    lavg = float(np.exp(np.mean(np.log(lum + 1e-4)))) if lum.size else key
     return key / max(lavg, 1e-4)
 
 
@@ -106,6 +109,9 @@ def auto_exposure(linear: np.ndarray, key: float = 0.2) -> float:
 
 def cartoon(frame, albedo: np.ndarray, shade: np.ndarray, prim: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """Flat-shaded cartoon look: posterised flat colours, banded lighting, black outlines."""
+    albedo = albedo.copy()
+    albedo[prim == -1] = (0.35, 0.55, 0.9)  # flat sky
+    shade = np.where(prim == -1, np.percentile(shade, 90), shade)
     levels = np.array([0.45, 0.75, 1.0], np.float32)
     s = shade / max(float(np.percentile(shade, 90)), 1e-3)
     band = levels[np.clip((s * 3).astype(np.int32), 0, 2)]

@@ -44,7 +44,7 @@ def write_clip(clip, out_dir: str | Path, name: str, dense: bool = True) -> dict
     gt = out_dir / name
     (gt / "masks").mkdir(parents=True, exist_ok=True)
     spec, meta = clip.spec, dict(clip.meta)
-    encode_mp4(out_dir / f"{name}.mp4", clip.frames, spec.fps, spec.crf if meta["variant"] != "low_res" else max(spec.crf, 32))
+    encode_mp4(out_dir / f"{name}.mp4", clip.frames, spec.fps, spec.crf if meta["variant"] != "low_res" else max(spec.crf, 32), spec.preset)
     n = len(clip.timestamps)
     registered = np.ones(n, bool)
     write_tum(gt / "trajectory.tum", clip.timestamps, clip.poses_w2c, registered)

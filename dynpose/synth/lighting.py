@@ -37,10 +37,6 @@ def _hemisphere(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), np.sqrt(1 - u1)], 1)
 
 
-def _aabb_overlap(lo1, hi1, lo2, hi2) -> bool:
-    return bool(np.all(lo1 <= hi2) and np.all(lo2 <= hi1))
-
-
 def bake(static: list[Prim], lights: Lights, rng: np.random.Generator, tpm: float = 6.0, ao_rays: int = 10,
          ao_dist: float = 1.2, max_texels: int = 768, tile: int = 48) -> None:
     """Attach (sun visibility, ambient occlusion) lightmaps to every planar face's Material.
@@ -53,10 +49,20 @@ def bake(static: list[Prim], lights: Lights, rng: np.random.Generator, tpm: floa
     L = lights.sun_dir / np.linalg.norm(lights.sun_dir)
     bounds = [p.bounds() for p in static]
     z_top = max(b[1][2] for b in bounds if np.isfinite(b[1][2]))
-    for prim in static:
+    blo = np.array([b[0] for b in bounds])
+    bhi = np.array([b[1] for b in bounds])
+    is_caster = np.array([q.casts_shadow for q in static])
+    is_room = np.array([isinstance(q, Room) for q in static])
+
+    def overlapping(lo, hi, me, rooms=False):
+        """Indices of casters (and rooms, for occlusion) whose bounds overlap the box [lo, hi]."""
+        ok = (is_caster | (is_room & rooms)) & np.all(blo <= hi, axis=1) & np.all(bhi >= lo, axis=1)
+        ok[me] = False
+        return np.nonzero(ok)[0]
+
+    for me, prim in enumerate(static):
         if not isinstance(prim, (Box, Room, Quad)) or prim.tag == "far":
             continue
-        casters = [(q, b) for q, b in zip(static, bounds) if q is not prim and q.casts_shadow]
         prim.material = list(prim.material)  # lightmaps are per face: never share Material objects
         for f, (origin, eu, ev, su, sv, n) in enumerate(prim.face_frames()):
             mat = prim.material[f] if f < len(prim.material) else None
@@ -83,16 +89,16 @@ def bake(static: list[Prim], lights: Lights, rng: np.random.Generator, tpm: floa
                     if lit:
                         reach = max(0.0, (z_top - flo[2]) / max(L[2], 0.05))
                         slo, shi = np.minimum(flo, flo + reach * L), np.maximum(fhi, fhi + reach * L)
-                        cands = [q for q, (lo, hi) in casters if not isinstance(q, Room) and _aabb_overlap(lo, hi, slo, shi)]
+                        cands = [static[k] for k in overlapping(slo, shi, me) if not is_room[k]]
                         if cands:
-                            rays = Rays(pts, tuple(np.full_like(pts[0], L[a]) for a in range(3)))
+                            rays = Rays(pts, tuple(float(L[a]) for a in range(3)))  # one direction: scalar maths
                             sun = 1.0 - occluded(cands, rays, np.float32(1e6)).astype(np.float32)
-                    near = [q for q, (lo, hi) in casters if _aabb_overlap(lo, hi, flo - ao_dist, fhi + ao_dist)]
+                    near = [static[k] for k in overlapping(flo - ao_dist, fhi + ao_dist, me, rooms=True)]
                     ao = np.ones(uu.shape, np.float32)
                     if near:
                         acc = np.zeros(uu.shape, np.float32)
                         for w in ao_dirs:
-                            rays = Rays(pts, tuple(np.full_like(pts[0], w[a]) for a in range(3)))
+                            rays = Rays(pts, tuple(float(w[a]) for a in range(3)))
                             acc += occluded(near, rays, np.float32(ao_dist))
                         ao = 1.0 - 0.85 * acc / len(ao_dirs)
                     lm[j0:j1, i0:i1, 0] = sun

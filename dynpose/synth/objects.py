@@ -107,8 +107,10 @@ class Walker(DynamicObject):
         skin = tx.to_u8(tx.colorize(skin_c, tx.noise(_t(rng), 16, 32, 8, 2), 0.05))
         shoes = tx.fabric(_t(rng), 32, 16, color=tx.jitter_color(_t(rng), (40, 35, 30), 0.3), pattern="solid")
         long_sleeves = rng.random() < 0.5
-        r_t, r_ua, r_fa, r_th, r_sh = 0.09 * H, 0.028 * H, 0.024 * H, 0.042 * H, 0.032 * H
-        self.r = dict(torso=r_t, ua=r_ua, fa=r_fa, th=r_th, sh=r_sh, foot=0.022 * H, head=0.066 * H)
+        r_t, r_ua, r_fa, r_th, r_sh = 0.078 * H, 0.028 * H, 0.024 * H, 0.042 * H, 0.032 * H
+        self.r = dict(torso=r_t, ua=r_ua, fa=r_fa, th=r_th, sh=r_sh, foot=0.022 * H, head=0.064 * H, shoulders=0.052 * H, hips=0.06 * H,
+                      hand=0.026 * H)
+        self.build = rng.uniform(0.9, 1.15)  # broader or slimmer people
         shirt_m = _wrapped(rng, shirt, 2 * np.pi * r_t, 96 / (0.3 * H))
         self.mat = dict(
             torso=shirt_m,
@@ -118,6 +120,7 @@ class Walker(DynamicObject):
             sh=_wrapped(rng, pants, 2 * np.pi * r_sh, 64 / (0.3 * H)),
             foot=_wrapped(rng, shoes, 2 * np.pi * 0.02 * H, 16 / 0.1),
             head=Material.wrapped(Texture(tx.head(_t(rng), skin=skin_c)), 2 * np.pi * 0.066 * H),
+            hand=_wrapped(rng, skin, 2 * np.pi * 0.026 * H, 64),
         )
         # Standing people gesture instead of walking.
         self.standing = speed < 0.05
@@ -160,10 +163,20 @@ class Walker(DynamicObject):
             prims.append(Capsule(ankle, toe, r["foot"], ref=f, material=[m["foot"]]))
         lean = 0.02 * H * (amp > 0)
         chest = pelvis + UP * 0.27 * H + f * lean
-        prims.append(Capsule(pelvis + UP * 0.03 * H, chest, r["torso"], ref=f, material=[m["torso"]]))
+        b = self.build
+        # Torso: a vertical capsule plus horizontal ones at the hips and shoulders, so that the body
+        # is wider than deep. Hip and shoulder lines counter-rotate slightly while walking.
+        twist = 0.12 * amp * math.sin(ph)
+        hip_axis = left * math.cos(twist) + f * math.sin(twist)
+        sh_axis = left * math.cos(-1.5 * twist) + f * math.sin(-1.5 * twist)
+        prims.append(Capsule(pelvis + UP * 0.03 * H, chest, r["torso"] * b, ref=f, material=[m["torso"]]))
+        prims.append(Capsule(pelvis + UP * 0.02 * H - hip_axis * 0.045 * H * b, pelvis + UP * 0.02 * H + hip_axis * 0.045 * H * b,
+                             r["hips"], ref=f, material=[m["th"]]))
+        prims.append(Capsule(chest - UP * 0.03 * H - sh_axis * 0.085 * H * b, chest - UP * 0.03 * H + sh_axis * 0.085 * H * b,
+                             r["shoulders"], ref=f, material=[m["torso"]]))
         for side, sgn in ((1.0, np.pi), (-1.0, 0.0)):
             swing = -0.8 * amp * math.sin(ph + sgn) if amp > 0 else 0.15 * math.sin(1.3 * self.phase0 + t * 2.0 + side)
-            shoulder = chest + left * side * 0.125 * H - UP * 0.015 * H
+            shoulder = chest + sh_axis * side * 0.13 * H * b - UP * 0.035 * H
             elbow = limb(shoulder, swing, 0.17 * H) + left * side * 0.01 * H
             if self.standing:  # gesture: forearm raised and waving
                 wrist = elbow + 0.15 * H * (f * 0.7 + UP * (0.4 + 0.3 * math.sin(3 * t + side)))
@@ -171,10 +184,12 @@ class Walker(DynamicObject):
                 wrist = limb(elbow, swing + 0.3 + 0.3 * max(0.0, math.sin(ph + sgn)), 0.16 * H)
             prims.append(Capsule(shoulder, elbow, r["ua"], ref=f, material=[m["ua"]]))
             prims.append(Capsule(elbow, wrist, r["fa"], ref=f, material=[m["fa"]]))
-        head_c = chest + UP * 0.10 * H
+            hand_dir = (wrist - elbow) / max(np.linalg.norm(wrist - elbow), 1e-9)
+            prims.append(Sphere(wrist + hand_dir * 0.03 * H, r["hand"], material=[m["hand"]]))
+        head_c = chest + UP * 0.11 * H
         rot = np.stack([f, left, UP], 1)
         prims.append(Sphere(head_c, r["head"], rot=rot, material=[m["head"]]))
-        prims.append(Capsule(chest, chest + UP * 0.04 * H, 0.03 * H, material=[m["fa"]]))  # neck
+        prims.append(Capsule(chest, chest + UP * 0.05 * H, 0.028 * H, material=[m["hand"]]))  # neck
         return self._tag(prims)
 
 
@@ -341,8 +356,8 @@ class MovingBox(DynamicObject):
         self.obj_id = obj_id
         self.path, self.speed, self.t0 = path, speed, t0
         self.half = np.asarray(size if size is not None else rng.uniform([0.2, 0.2, 0.15], [0.6, 0.45, 0.5]), float)
-        self.floating = bool(rng.random() < 0.4) if floating is None else floating
-        self.fz = rng.uniform(0.8, 1.8)
+        self.floating = bool(rng.random() < 0.25) if floating is None else floating
+        self.fz = rng.uniform(0.5, 1.4)
         self.spin = rng.uniform(-0.8, 0.8)
         self.radius = float(np.linalg.norm(self.half[:2]))
         self.height = 2 * self.half[2] + (self.fz if self.floating else 0)

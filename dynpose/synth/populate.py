@@ -135,8 +135,10 @@ def coverage(scene, path, objects, cam: CameraModel, times, scale: int = 8, foca
     return np.array(out)
 
 
-def populate(rng, scene, path, duration, n_objects, cam: CameraModel, tq, max_coverage=0.6, kinds=None, attempts=5, focal_scale=None):
-    """Objects for a clip with max coverage under ``max_coverage`` (best of a few draws)."""
+def populate(rng, scene, path, duration, n_objects, cam: CameraModel, tq, max_coverage=0.6, kinds=None, attempts=5, focal_scale=None,
+             min_mean: float = 0.0):
+    """Objects for a clip with max coverage under ``max_coverage`` and mean coverage at least
+    ``min_mean`` when possible (else the best of a few draws)."""
     if n_objects <= 0:
         return [], np.zeros(1)
     hfov = math.degrees(2 * math.atan(cam.width / 2 / cam.fx))
@@ -153,8 +155,8 @@ def populate(rng, scene, path, duration, n_objects, cam: CameraModel, tq, max_co
                 objs.append(o)
         cov = coverage(scene, path, objs, cam, times, focal_scale=focal_scale)
         visible = float(np.mean(cov > 0.003))
-        score = visible - 10 * max(0.0, cov.max() - max_coverage)
-        if cov.max() <= max_coverage and visible >= 0.5:
+        score = visible + min(cov.mean(), min_mean) / max(min_mean, 1e-9) - 10 * max(0.0, cov.max() - max_coverage)
+        if cov.max() <= max_coverage and visible >= 0.5 and cov.mean() >= min_mean:
             return objs, cov
         if score > best_score:
             best, best_cov, best_score = objs, cov, score
@@ -163,3 +165,54 @@ def populate(rng, scene, path, duration, n_objects, cam: CameraModel, tq, max_co
             best = best[:-1]
             best_cov = coverage(scene, path, best, cam, times, focal_scale=focal_scale)
     return best, best_cov
+
+
+def long_lens_shot(rng, scene, duration, dist_range, shake: float = 1.0):
+    """A camera on a fixed spot following a person far away with a long lens.
+
+    Returns (camera path, walker) or None. The person must be in plain sight (ray cast against
+    the static scene) for most of the clip."""
+    from .camera_paths import CameraPath, SmoothNoise
+    from .raycast import Rays, cast
+
+    UPV = np.array([0.0, 0.0, 1.0])
+    x0, y0, x1, y1 = scene.area
+    for _ in range(120):
+        c = rng.uniform([x0, y0], [x1, y1])
+        if not scene.free(c, 0.5)[0]:
+            continue
+        eye = np.array([c[0], c[1], rng.uniform(1.4, 1.8)])
+        yaw = rng.uniform(0, 2 * np.pi)
+        dist = rng.uniform(*dist_range)
+        p = c + dist * np.array([math.cos(yaw), math.sin(yaw)])
+        areas = scene.walk_areas or [scene.area]
+        area = next((a for a in areas if _in_area(p, a)), None)
+        if area is None or not scene.free(p, 0.4, area=area)[0]:
+            continue
+        speed = rng.uniform(0.7, 1.4)
+        pth, t0 = _path_through(rng, scene, p, rng.uniform(0, 2 * np.pi), speed, duration / 2, duration, area, 0.45)
+        if pth is None:
+            continue
+        walker = Walker(1, rng, pth, speed, t0=t0)
+        ts = np.linspace(0, duration, 8)
+        targets = np.array([walker.center(t) + UPV * 0.2 * walker.height for t in ts])
+        d = targets - eye
+        dn = np.linalg.norm(d, axis=1)
+        if dn.min() < 0.6 * dist_range[0]:
+            continue
+        rays = Rays(tuple(float(v) for v in eye), tuple((d[:, a] / dn).astype(np.float32) for a in range(3)))
+        t_hit, _ = cast(scene.static, rays)
+        if np.mean(t_hit > dn * 0.97) < 0.85:
+            continue
+        jit = [SmoothNoise(rng, 0.2, 2.0) for _ in range(2)]
+        amp = 0.0015 * shake  # radians: a long lens magnifies the smallest hand tremor
+
+        def forward(t, w=walker):
+            f = w.center(t) + UPV * 0.2 * w.height - eye
+            f = f / np.linalg.norm(f)
+            side = np.cross(f, UPV)
+            side /= max(np.linalg.norm(side), 1e-9)
+            return f + amp * jit[0](t) * side + amp * jit[1](t) * UPV
+
+        return CameraPath("tripod", lambda t: eye, forward, params={"subject_distance": float(dist)}), walker
+    return None

@@ -21,17 +21,17 @@ NEAR = np.float32(1e-3)
 INF = np.float32(np.inf)
 
 
-def safe_inverse(d: np.ndarray) -> np.ndarray:
-    """1/d without infinities or NaNs in slab tests (an exactly axis-parallel ray gets 1e9)."""
-    small = np.abs(d) < 1e-9
-    if small.any():
-        d = np.where(small, np.where(d < 0, -1e-9, 1e-9), d).astype(d.dtype)
-    return (1.0 / d).astype(np.float32)
+def safe_inverse(d) -> np.ndarray:
+    """1/d for slab tests; an exactly axis-parallel component gives inf, which the slab test
+    handles (it uses fmin/fmax, so the rare 0 * inf = NaN is ignored rather than propagated)."""
+    with np.errstate(divide="ignore"):
+        return np.reciprocal(np.asarray(d, np.float32))
 
 
 @dataclass
 class Rays:
-    """A batch of rays; ``o`` entries are floats (shared origin) or arrays like ``d``."""
+    """A batch of rays. ``o`` and ``d`` entries are floats or arrays of one common shape: a shared
+    origin (camera rays) or a shared direction (shadow and occlusion rays) keeps the maths scalar."""
 
     o: tuple
     d: tuple
@@ -51,14 +51,20 @@ class Rays:
             self._dd = dx * dx + dy * dy + dz * dz
         return self._dd
 
+    @property
+    def shape(self) -> tuple:
+        return np.broadcast(*self.o, *self.d).shape
+
     def sub(self, sl) -> "Rays":
         """Rays of a slice/index of the batch (origins shared when scalar)."""
-        o = tuple(c if np.isscalar(c) or np.ndim(c) == 0 else c[sl] for c in self.o)
-        r = Rays(o, tuple(c[sl] for c in self.d))
+        def cut(c):
+            return c if np.ndim(c) == 0 else c[sl]
+
+        r = Rays(tuple(cut(c) for c in self.o), tuple(cut(c) for c in self.d))
         if self._inv is not None:
-            r._inv = tuple(c[sl] for c in self._inv)
+            r._inv = tuple(cut(c) for c in self._inv)
         if self._dd is not None:
-            r._dd = self._dd[sl]
+            r._dd = cut(self._dd)
         return r
 
 
@@ -111,16 +117,17 @@ def _slab(rays: Rays, lo, hi, o_local=None, d_local=None, inv_local=None):
     o = rays.o if o_local is None else o_local
     inv = rays.inv if inv_local is None else inv_local
     tmin = tmax = None
-    for a in range(3):
-        t1 = (lo[a] - o[a]) * inv[a]
-        t2 = (hi[a] - o[a]) * inv[a]
-        lo_a = np.minimum(t1, t2)
-        hi_a = np.maximum(t1, t2)
-        if tmin is None:
-            tmin, tmax = lo_a, hi_a
-        else:
-            np.maximum(tmin, lo_a, out=tmin)
-            np.minimum(tmax, hi_a, out=tmax)
+    with np.errstate(invalid="ignore"):
+        for a in range(3):
+            t1 = (lo[a] - o[a]) * inv[a]
+            t2 = (hi[a] - o[a]) * inv[a]
+            lo_a = np.fmin(t1, t2)
+            hi_a = np.fmax(t1, t2)
+            if tmin is None:
+                tmin, tmax = lo_a, hi_a
+            else:
+                np.fmax(tmin, lo_a, out=tmin)
+                np.fmin(tmax, hi_a, out=tmax)
     return tmin, tmax
 
 
@@ -182,10 +189,16 @@ class Box(Prim):
     def __post_init__(self):
         self.center = np.asarray(self.center, np.float64)
         self.half = np.asarray(self.half, np.float64)
+        self.perm = None
         if self.rot is not None:
             self.rot = np.asarray(self.rot, np.float64)
             if np.allclose(self.rot, np.eye(3)):
                 self.rot = None
+            elif np.allclose(np.abs(self.rot), np.round(np.abs(self.rot)), atol=1e-9):
+                # Turned by multiples of 90 degrees (furniture along walls): local ray directions
+                # are signed copies of the world ones, so the frame's 1/d can be reused.
+                r = np.round(self.rot)
+                self.perm = [(int(np.argmax(np.abs(r[:, a]))), float(r[np.argmax(np.abs(r[:, a])), a])) for a in range(3)]
 
     def _local_rays(self, rays: Rays):
         c = self.center
@@ -195,8 +208,11 @@ class Box(Prim):
         r = self.rot
         oc = _sub(rays.o, c)
         o = tuple(r[0, a] * oc[0] + r[1, a] * oc[1] + r[2, a] * oc[2] for a in range(3))
+        if self.perm is not None:
+            inv = tuple(rays.inv[k] if sg > 0 else -rays.inv[k] for k, sg in self.perm)
+            return o, None, inv  # the slab test needs only o and 1/d
         dx, dy, dz = rays.d
-        d = tuple((r[0, a] * dx + r[1, a] * dy + r[2, a] * dz).astype(np.float32) for a in range(3))
+        d = tuple(np.asarray(r[0, a] * dx + r[1, a] * dy + r[2, a] * dz, np.float32) for a in range(3))
         return o, d, tuple(safe_inverse(c_) for c_ in d)
 
     def intersect(self, rays: Rays) -> np.ndarray:
@@ -263,10 +279,11 @@ class Room(Prim):
         o, inv = rays.o, rays.inv
         t = None
         for a in range(3):
-            t1 = (self.lo[a] - o[a]) * inv[a]
-            t2 = (self.hi[a] - o[a]) * inv[a]
-            far = np.maximum(t1, t2)
-            t = far if t is None else np.minimum(t, far, out=t)
+            with np.errstate(invalid="ignore"):
+                t1 = (self.lo[a] - o[a]) * inv[a]
+                t2 = (self.hi[a] - o[a]) * inv[a]
+                far = np.fmax(t1, t2)
+            t = far if t is None else np.fmin(t, far, out=t)
         return np.where(t > NEAR, t, INF).astype(np.float32)
 
     def bounds(self):
@@ -503,7 +520,7 @@ class Capsule(Prim):
 
 def cast(prims: list[Prim], rays: Rays, t_max=None):
     """Closest hit of each ray among ``prims`` (no culling): returns (t, index into prims or -1)."""
-    shape = rays.d[0].shape
+    shape = rays.shape
     t = np.full(shape, INF if t_max is None else t_max, np.float32)
     idx = np.full(shape, -1, np.int16)
     for i, p in enumerate(prims):
@@ -516,7 +533,7 @@ def cast(prims: list[Prim], rays: Rays, t_max=None):
 
 def occluded(prims: list[Prim], rays: Rays, t_max) -> np.ndarray:
     """Whether each ray hits any of ``prims`` before ``t_max`` (shadow and occlusion rays)."""
-    hit = np.zeros(rays.d[0].shape, bool)
+    hit = np.zeros(rays.shape, bool)
     for p in prims:
         hit |= p.blocks(rays, t_max)
     return hit

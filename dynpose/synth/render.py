@@ -13,6 +13,7 @@ Output is linear RGB; effects.py turns it into a camera image.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -83,6 +84,8 @@ class CameraModel:
 
 
 _RAY_CACHE: dict = {}
+# The 12 edges of a box whose corners are ordered as in Renderer._rect (index = 4x + 2y + z).
+_EDGES = np.array([(i, j) for i in range(8) for j in range(i + 1, 8) if bin(i ^ j).count("1") == 1])
 
 
 @dataclass
@@ -102,26 +105,98 @@ class Renderer:
         self.static = scene.static
         self.static_bounds = [p.bounds() for p in self.static]
         self.always_full = [isinstance(p, Room) or not np.all(np.isfinite(b[0])) for p, b in zip(self.static, self.static_bounds)]
+        self.timings: dict[str, float] = {}  # seconds spent per stage, accumulated over frames
+        # Static shadow casters projected along the sun direction: a caster can only shade an
+        # object if their footprints on a plane perpendicular to the sun overlap.
+        L = scene.lights.sun_dir / np.linalg.norm(scene.lights.sun_dir)
+        e1 = np.cross(L, [0.0, 0.0, 1.0]) if abs(L[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
+        e1 /= np.linalg.norm(e1)
+        self.sun_basis = np.stack([e1, np.cross(L, e1), L])  # rows
+        self.casters = []
+        for p, (lo, hi) in zip(self.static, self.static_bounds):
+            if p.casts_shadow and not isinstance(p, Room) and np.all(np.isfinite(lo)):
+                self.casters.append((p, self._sun_footprint(lo, hi)))
+
+    def _sun_footprint(self, lo, hi):
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        q = corners @ self.sun_basis.T
+        return q.min(0), q.max(0)
+
+    def _tick(self, name: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + t - t0
+        return t
 
     # ------------------------------------------------------------------ visibility
     def _rect(self, bounds, rot, center, cam: CameraModel, full: bool):
+        """Screen rectangle (x0, y0, x1, y1) containing the projection of an axis-aligned box, or
+        None when it is entirely behind the camera or off screen. The box is clipped against
+        the near plane first, so long walls and roads beside the camera get tight rectangles."""
         W, H = cam.width, cam.height
-        if full or cam.xi:
+        if full:
             return 0, 0, W, H
         lo, hi = bounds
         corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
         xc = (corners - center) @ rot  # world -> camera (rot is camera-to-world)
-        if np.any(xc[:, 2] < 0.05):
-            if np.all(xc[:, 2] < 0.05):
-                return None
-            return 0, 0, W, H
-        u = cam.fx * xc[:, 0] / xc[:, 2] + cam.cx
-        v = cam.fy * xc[:, 1] / xc[:, 2] + cam.cy
-        x0, x1 = max(0, int(math.floor(u.min())) - 1), min(W, int(math.ceil(u.max())) + 2)
-        y0, y1 = max(0, int(math.floor(v.min())) - 1), min(H, int(math.ceil(v.max())) + 2)
+        near = 0.02
+        front = xc[:, 2] >= near
+        if not front.any():
+            return None
+        if not front.all():
+            a, b = xc[_EDGES[:, 0]], xc[_EDGES[:, 1]]
+            cross = (a[:, 2] >= near) != (b[:, 2] >= near)
+            a, b = a[cross], b[cross]
+            f = ((near - a[:, 2]) / (b[:, 2] - a[:, 2]))[:, None]
+            xc = np.concatenate([xc[front], a + f * (b - a)])
+        if cam.xi:
+            # Edges of a box bend under the fisheye projection: bound samples along them instead.
+            # (Clipped polytope vertices -> sample all pairs; few points, a few pixels of margin.)
+            s = np.linspace(0, 1, 7)[:, None, None]
+            pts = (xc[None, :, :] * (1 - s) + xc[None, [0], :] * s).reshape(-1, 3)
+            pts = np.concatenate([pts] + [(xc[None, :, :] * (1 - s) + xc[None, [k], :] * s).reshape(-1, 3) for k in range(1, len(xc))])
+            u, v, _ = cam.project(pts.T)
+            pad = 3
+        else:
+            u = cam.fx * xc[:, 0] / xc[:, 2] + cam.cx
+            v = cam.fy * xc[:, 1] / xc[:, 2] + cam.cy
+            pad = 0
+        x0, x1 = max(0, int(math.floor(u.min())) - 1 - pad), min(W, int(math.ceil(u.max())) + 2 + pad)
+        y0, y1 = max(0, int(math.floor(v.min())) - 1 - pad), min(H, int(math.ceil(v.max())) + 2 + pad)
         if x0 >= x1 or y0 >= y1:
             return None
         return x0, y0, x1, y1
+
+    def _rects(self, bounds: list, rot, center, cam: CameraModel, full: list) -> list:
+        """_rect for many boxes at once: vectorised for boxes fully in front of the camera, the
+        few that straddle the near plane (or a fisheye lens) take the per-box path."""
+        n = len(bounds)
+        if n == 0:
+            return []
+        lo = np.array([b[0] for b in bounds])
+        hi = np.array([b[1] for b in bounds])
+        finite = np.all(np.isfinite(lo), axis=1) & np.all(np.isfinite(hi), axis=1)
+        lo, hi = np.where(finite[:, None], lo, 0), np.where(finite[:, None], hi, 0)
+        sel = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)])  # (8, 3): pick lo or hi
+        corners = np.where(sel[None].astype(bool), hi[:, None, :], lo[:, None, :])  # (n, 8, 3)
+        xc = (corners - center) @ rot
+        z = xc[..., 2]
+        ahead = np.all(z >= 0.02, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = cam.fx * xc[..., 0] / z + cam.cx
+            v = cam.fy * xc[..., 1] / z + cam.cy
+        x0 = np.maximum(0, np.floor(u.min(1)) - 1)
+        x1 = np.minimum(cam.width, np.ceil(u.max(1)) + 2)
+        y0 = np.maximum(0, np.floor(v.min(1)) - 1)
+        y1 = np.minimum(cam.height, np.ceil(v.max(1)) + 2)
+        out = []
+        for i in range(n):
+            if full[i] or not finite[i] or cam.xi:
+                out.append(self._rect(bounds[i], rot, center, cam, full[i] or not finite[i]))
+            elif ahead[i]:
+                out.append((int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i])) if x0[i] < x1[i] and y0[i] < y1[i] else None)
+            else:
+                out.append(self._rect(bounds[i], rot, center, cam, False))
+        return out
 
     def visibility(self, cam: CameraModel, rot: np.ndarray, center: np.ndarray, dyn: list[Prim]):
         """(depth, prim index, world rays) for one view; prims = static + dyn."""
@@ -136,8 +211,7 @@ class Renderer:
         prims = self.static + dyn
         bounds = self.static_bounds + [p.bounds() for p in dyn]
         full = self.always_full + [False] * len(dyn)
-        for i, (p, b, f) in enumerate(zip(prims, bounds, full)):
-            rect = self._rect(b, rot, center, cam, f)
+        for i, (p, rect) in enumerate(zip(prims, self._rects(bounds, rot, center, cam, full))):
             if rect is None:
                 continue
             x0, y0, x1, y1 = rect
@@ -160,7 +234,9 @@ class Renderer:
         Shading works in "sorted order": pixels sorted by primitive, so every primitive's pixels
         are one contiguous slice; results are scattered back to pixel order once at the end."""
         rot, center = pose
+        t0 = time.perf_counter()
         depth, pid, rays, prims = self.visibility(cam, rot, center, dyn)
+        t0 = self._tick("visibility", t0)
         H, W = depth.shape
         n_static = len(self.static)
         lights = self.scene.lights
@@ -210,7 +286,7 @@ class Renderer:
                 m = mats[int(f)]
                 sub = slice(None) if len(faces) == 1 else np.nonzero(face == f)[0]
                 if flat:
-                    col = m.tex.mean[:3].astype(np.float32)
+                    col = _cartoon_color(m.tex.mean[:3])
                 else:
                     lod = np.log2(np.maximum(foot[sub] * m.density, 1e-6)) + 0.25
                     col = m.tex.sample(u[sub] * m.u_scale + m.u_off, v[sub] * m.v_scale + m.v_off, lod)[:, :3]
@@ -235,10 +311,12 @@ class Renderer:
                 p3 = np.stack([px[sl], py[sl], pz[sl]])
                 moved[0][:, sl] = prim.moved(p3, blur[0][2][j])
                 moved[1][:, sl] = prim.moved(p3, blur[1][2][j])
+        t0 = self._tick("shading", t0)
         if shadows and dyn:
             rank = np.empty(n_pix, np.int64)
             rank[order] = np.arange(n_pix)
             self._dynamic_shadows(cam, rot, center, dyn, n_static, flat_pid, depth, rays, ndl, rank, L)
+        t0 = self._tick("shadows", t0)
         w = (0.5 + 0.5 * nz)[:, None]
         light = (lights.sky_rgb.astype(np.float32)[None] * w + lights.ground_rgb.astype(np.float32)[None] * (1 - w)) * ao[:, None]
         light += ndl[:, None] * lights.sun_rgb.astype(np.float32)[None]
@@ -267,6 +345,7 @@ class Renderer:
             shade = np.empty(n_pix, np.float32)
             shade[order] = light.mean(1)
             albedo, shade = albedo.reshape(H, W, 3), shade.reshape(H, W)
+        self._tick("compose", t0)
         return Frame(linear.reshape(H, W, 3), depth, pid, obj_px.reshape(H, W), None if motion is None else motion.reshape(2, H, W), albedo, shade)
 
     def _sky(self, sky, d):
@@ -314,9 +393,9 @@ class Renderer:
                             hit |= p.intersect(srays) < INF
                         ndl[rank[cand[hit]]] = 0.0
             # (b) this object's own pixels in the shadow of static casters near its sun ray.
-            sun_lo, sun_hi = np.minimum(lo, hi + 200 * L), np.maximum(hi, hi + 200 * L)
-            casters = [p for p, (blo, bhi) in zip(self.static, self.static_bounds)
-                       if p.casts_shadow and not isinstance(p, Room) and np.all(blo <= sun_hi) and np.all(sun_lo <= bhi)]
+            qlo, qhi = self._sun_footprint(lo, hi)
+            casters = [p for p, (clo, chi) in self.casters
+                       if clo[0] <= qhi[0] and qlo[0] <= chi[0] and clo[1] <= qhi[1] and qlo[1] <= chi[1] and chi[2] > qlo[2]]
             if not casters:
                 continue
             rect = self._rect((lo, hi), rot, center, cam, False)
@@ -355,6 +434,17 @@ class Renderer:
         with np.errstate(invalid="ignore"):
             ok = ok0 & ok1 & np.isfinite(u0) & np.isfinite(u1)
             return np.stack([np.where(ok, u1 - u0, 0), np.where(ok, v1 - v0, 0)]).astype(np.float32)
+
+
+_TOON = np.array([[0.9, 0.3, 0.2], [0.95, 0.75, 0.2], [0.3, 0.7, 0.3], [0.25, 0.45, 0.85], [0.7, 0.35, 0.75], [0.95, 0.55, 0.6],
+                  [0.4, 0.8, 0.8], [0.85, 0.85, 0.8]], np.float32) ** 2.2
+
+
+def _cartoon_color(mean_linear: np.ndarray) -> np.ndarray:
+    """Flat colour for the cartoon look: the texture's mean, pushed towards a vivid palette colour
+    chosen deterministically from that mean (grey textures would otherwise stay grey)."""
+    k = int(np.sum(mean_linear) * 7919 * 1000) % len(_TOON)
+    return (0.4 * mean_linear + 0.6 * _TOON[k]).astype(np.float32)
 
 
 def _sample_lightmap(m, u, v):

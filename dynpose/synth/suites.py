@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +18,7 @@ import numpy as np
 from .camera_paths import TRAJECTORIES
 from .clip import ClipSpec, render_clip
 from .io import write_clip
-from .variants import UNSUITABLE, label
+from .variants import UNSUITABLE
 
 MOVING = [t for t in TRAJECTORIES if t != "tripod"]
 LAYOUTS = ["room", "street", "plaza"]
@@ -34,13 +33,14 @@ def _tiny(seed: int) -> list[tuple[str, ClipSpec]]:
 def _bench(seed: int) -> list[tuple[str, ClipSpec]]:
     rng = np.random.default_rng([seed, 2])
     out = []
-    n_suitable = 30
-    for k in range(n_suitable):
-        traj = MOVING[k % len(MOVING)]
-        lay = LAYOUTS[(k // len(MOVING) + k) % len(LAYOUTS)]
+    combos = [(lay, traj) for traj in MOVING for lay in LAYOUTS] * 2  # every layout x trajectory twice
+    n_suitable = len(combos)
+    for k, (lay, traj) in enumerate(combos):
+        # Dynamic content from a few percent of the frame up to ~60%: more objects, some close.
+        near = int(rng.choice([0, 1, 2, 3], p=[0.4, 0.3, 0.2, 0.1]))
         spec = ClipSpec(seed=seed * 1000 + k, layout=lay, trajectory=traj, width=854, height=480,
                         fps=float(rng.choice([12.0, 15.0, 24.0], p=[0.45, 0.35, 0.2])), seconds=float(rng.choice([4.0, 5.0, 6.0, 8.0, 10.0], p=[0.15, 0.3, 0.3, 0.15, 0.1])),
-                        near_object=bool(rng.random() < 0.3), max_coverage=0.6, crf=18)
+                        n_objects=int(rng.integers(1, 4)) + near, near_objects=near, max_coverage=0.6, crf=18)
         out.append((f"{k:03d}_{lay}_{traj}", spec))
     for j, (lay, traj) in enumerate([("room", "handheld_walk"), ("street", "forward"), ("plaza", "orbit")]):
         k = n_suitable + j
@@ -59,7 +59,8 @@ def _filters(seed: int, n: int = 204, suitable_frac: float = 0.15, scenes_per_la
         traj = MOVING[int(rng.integers(len(MOVING)))]
         spec = ClipSpec(seed=seed * 100000 + 5000 + k, layout=lay, trajectory=traj, variant=var, width=480, height=270, fps=12.0,
                         seconds=float(rng.choice([3.0, 3.5, 4.0])), scene_seed=seed * 1000 + int(rng.integers(scenes_per_layout)),
-                        crf=int(rng.integers(20, 27)), corr_per_pair=16, near_object=bool(rng.random() < 0.2))
+                        crf=int(rng.integers(20, 27)), corr_per_pair=16, near_objects=int(rng.choice([0, 1, 2], p=[0.6, 0.3, 0.1])),
+                        texture_scale=0.5625, preset="veryfast")  # one texture scale: low-res clips reuse the scene
         out.append((f"{k:03d}_{lay}_{var if var != 'none' else traj}", spec))
     # Clips sharing a scene render one after another, so the scene cache builds each scene once.
     out.sort(key=lambda e: (e[1].layout, e[1].scene_seed, e[0]))
@@ -114,5 +115,3 @@ def generate_suite(out_dir: str | Path, suite: str, seed: int = 0, progress: Cal
     (out / "suite.json").write_text(json.dumps(info, indent=1))
     return manifest
 
-
-__all__ = ["SUITES", "generate_suite", "suite_specs", "write_labels", "label", "replace"]

@@ -236,12 +236,12 @@ def plaster(rng, w, h, tpm, color) -> np.ndarray:
 
 
 def concrete(rng, w, h, tpm, color=(150, 148, 142)) -> np.ndarray:
-    n = noise(rng, h, w, 0.6 * tpm, octaves=7, persistence=0.65)
-    img = colorize(jitter_color(rng, color, 0.05), n, 0.16) + 14.0 * grain(rng, h, w, 0.5)[..., None]
+    n = noise(rng, h, w, 0.25 * tpm, octaves=7, persistence=0.7)
+    img = colorize(jitter_color(rng, color, 0.05), n, 0.07) + 12.0 * grain(rng, h, w, 0.5)[..., None]
     # Pores and small stains: dark where fine noise peaks.
     pores = grain(rng, h, w, max(0.6, 0.004 * tpm))
     img *= (1 - 0.35 * np.clip(pores - 1.8, 0, 1))[..., None]
-    return to_u8(dirt(rng, img, 0.22, 1.5 * tpm))
+    return to_u8(dirt(rng, img, 0.12, 1.5 * tpm))
 
 
 def bricks(rng, w, h, tpm, palette=None) -> np.ndarray:
@@ -284,7 +284,7 @@ def tiles(rng, w, h, tpm, tile_m=0.4, palette=None, grout=(90, 90, 88), checker=
 
 def pavers(rng, w, h, tpm, palette=None) -> np.ndarray:
     """Running-bond stone pavers with per-stone colour (plazas, sidewalks)."""
-    palette = palette or [(160, 150, 140), (130, 125, 120), (175, 160, 140), (110, 105, 100)]
+    palette = palette or [(160, 150, 140), (150, 143, 135), (168, 155, 140), (140, 135, 128)]
     pw, ph = rng.uniform(0.2, 0.4) * tpm, rng.uniform(0.12, 0.2) * tpm
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     row = np.floor(yy / ph)
@@ -355,10 +355,13 @@ def asphalt(rng, w, h, tpm, markings: list | None = None) -> np.ndarray:
     for _ in range(int(w * h / (tpm * tpm) * 0.15)):  # cracks and tar patches
         pts = np.cumsum(rng.normal(0, 0.15 * tpm, (8, 2)), 0) + rng.uniform([0, 0], [w, h])
         cv2.polylines(img, [pts.astype(np.int32)], False, (30, 30, 32), max(1, int(0.01 * tpm)), cv2.LINE_AA)
+    patches = np.zeros((h, w), np.float32)  # repaired patches: slightly darker, irregular
     for _ in range(int(w * h / (tpm * tpm) * 0.01)):
         c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        cv2.ellipse(img, c, (int(rng.uniform(0.3, 1.2) * tpm), int(rng.uniform(0.2, 0.8) * tpm)), rng.uniform(0, 180), 0, 360,
-                    (base * 0.7,) * 3, -1, cv2.LINE_AA)
+        cv2.ellipse(patches, c, (int(rng.uniform(0.3, 1.2) * tpm), int(rng.uniform(0.2, 0.8) * tpm)), rng.uniform(0, 180), 0, 360, 1.0, -1)
+    if patches.any():
+        patches = cv2.GaussianBlur(patches, (0, 0), 0.05 * tpm) * (1 + 0.5 * noise(rng, h, w, 0.2 * tpm, 3))
+        img *= (1 - 0.12 * np.clip(patches, 0, 1.5))[..., None]
     return to_u8(img)
 
 
