@@ -131,6 +131,17 @@ def test_static_camera(room):
     assert ann.tracklets is not None and ann.quality.tier == "failed"
 
 
+def test_given_masks_are_used_and_checked(room):
+    frames = room[0][:12]
+    with pytest.raises(ValueError, match="masks"):
+        annotate_frames(sampled(frames), FAST, masks=np.zeros((12, 10, 10), bool))
+    masks = np.zeros(frames.shape[:3], bool)
+    masks[:, :, :160] = True  # the left half is "dynamic"
+    ann = annotate_frames(sampled(frames), FAST, masks=masks)
+    assert ann.masks is masks or np.array_equal(ann.masks, masks)
+    assert ann.poses.extra["stats"]["masked"] > 0
+
+
 # -- a real (synthetic) video end to end ----------------------------------------------------------
 
 def test_annotate_video_writes_documented_files(tmp_path, room):

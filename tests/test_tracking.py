@@ -113,3 +113,20 @@ def test_survival_and_short_inputs():
     s = tr.survival()
     assert s.shape == (2, 7) and np.all(s[:, 0] == 1.0) and np.isnan(s[1, 2:]).all()
     assert track_grid(frames[:1], TrackConfig(grid=6)).windows == []
+
+
+def test_learned_backend_plumbing(tmp_path):
+    torch = pytest.importorskip("torch")
+    from dynpose.annotate.tracking import LearnedTracker, correlation_tracker_net
+
+    frames = translating_clip(6, (0.5, 0.5), h=64, w=96)
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        track_grid(frames, TrackConfig(grid=4, backend="learned", checkpoint=str(tmp_path / "missing.pt")))
+    torch.manual_seed(0)
+    ckpt = tmp_path / "random.pt"
+    torch.save(correlation_tracker_net().state_dict(), ckpt)  # random weights: plumbing only
+    tr = track_grid(frames, TrackConfig(grid=4, stride=5, length=6, backend="learned", checkpoint=str(ckpt), fb_threshold=100.0))
+    win = tr.windows[0]
+    assert win.points.shape == (6, 16, 2) and win.visible.shape == (6, 16)
+    moved = np.abs(win.points[1][win.visible[1]] - win.points[0][win.visible[1]]).max()
+    assert moved <= LearnedTracker.radius + 1e-3  # a step never leaves its search window

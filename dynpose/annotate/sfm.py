@@ -43,6 +43,8 @@ class SfmConfig:
     mask_policy: str = "truncate"  # "truncate": a track ends at its first masked frame; "drop": drop masked observations only (paper)
     mask_dilate: int = 2  # pixels: observations this close to a dynamic mask count as masked
     min_track_length: int = 3
+    max_track_span: int | None = None  # split tracks into pieces of at most this many frames (less drift, but
+    # short pieces cannot be triangulated on small-baseline clips: off by default)
     obs_per_frame: int = 400  # keep long tracks until every frame has this many observations (speed)
     pair_gaps: tuple[int, ...] | None = (1, 2, 4, 8, 16, 29)  # None: every pair in a track
     ransac_max_error: float = 2.0  # pixels, two-view verification
@@ -51,6 +53,7 @@ class SfmConfig:
     mapper_options: dict = field(default_factory=dict)  # extra GlobalMapperOptions / IncrementalMapperOptions fields (dotted names)
     num_threads: int = -1
     seed: int = 0
+    verbose: bool = False  # COLMAP's info log (off: warnings and errors only, while run_sfm runs)
 
 
 @dataclass
@@ -95,6 +98,13 @@ def build_correspondences(tracklets: Tracklets, masks: np.ndarray | None, cfg: S
         return Correspondences(np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2), np.float32), tracklets.num_frames)
     frame, track, xy, off = (np.concatenate(a) for a in (frames, tracks, xys, offsets))
     stats = {"observations": len(frame)}
+    if cfg.max_track_span:
+        # Chained trackers drift; pieces of a track become separate 3-D points.
+        piece = off // cfg.max_track_span
+        track = track * (int(piece.max()) + 1) + piece
+        off = off % cfg.max_track_span
+        _, track = np.unique(track, return_inverse=True)
+        next_id = int(track.max()) + 1 if len(track) else 0
     if masks is not None and len(frame):
         bad = _masked(np.asarray(masks, bool), frame, xy, cfg.mask_dilate)
         if cfg.mask_policy == "truncate":
@@ -220,6 +230,8 @@ def _map(db_path: Path, out: Path, mapper: str, cfg: SfmConfig) -> dict:
         opts.min_num_matches = cfg.min_num_inliers
         opts.extract_colors = False
         opts.min_model_size = 3
+        # COLMAP's 16 degree initial-pair angle suits photo collections, not a few seconds of video.
+        opts.mapper.init_min_tri_angle = 4.0
         _apply(opts.mapper, cfg.mapper_options)
         return pycolmap.incremental_mapping(str(db_path), str(out), str(out), opts)
     raise ValueError(f"unknown mapper {mapper!r}")
@@ -275,6 +287,18 @@ def run_sfm(
     import pycolmap
 
     cfg = cfg or SfmConfig()
+    level = int(pycolmap.logging.minloglevel)
+    if not cfg.verbose:
+        pycolmap.logging.minloglevel = max(level, 2)  # the global mapper warns about every missing image file
+    try:
+        return _run_sfm(tracklets, masks, timestamps, cfg, work_dir)
+    finally:
+        pycolmap.logging.minloglevel = level
+
+
+def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir) -> PoseResult:
+    import pycolmap
+
     w, h = tracklets.width, tracklets.height
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -34,6 +34,10 @@ class TrackConfig:
     levels: int = 3  # LK pyramid levels
     min_eig: float = 1e-3  # LK minimum eigenvalue: untextured points are dropped at once
     iters: int = 20  # LK iterations per pyramid level
+    anchor: bool = False  # LK only: re-align chained points to their query-frame patch (measured: worse ATE)
+    anchor_tol: float = 2.0  # work pixels: a re-aligned point this far from the chained one keeps the chained one
+    snap: bool = True  # move each grid query to the most trackable pixel of its cell (LK needs corners)
+    min_corner: float = 0.02  # cells whose best corner score is below this x the frame's 95th percentile are dropped
     checkpoint: str | None = None  # learned back end only
 
 
@@ -78,6 +82,32 @@ def grid_points(width: int, height: int, n: int) -> np.ndarray:
     ys = (np.arange(n) + 0.5) * height / n
     gx, gy = np.meshgrid(xs, ys)
     return np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+
+
+def snapped_grid(gray: np.ndarray, n: int, min_corner: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per grid cell, the pixel with the largest Shi-Tomasi score; returns (n*n, 2) points and a keep flag.
+
+    A grid keeps the paper's even coverage; snapping inside the cell puts LK on a corner, which
+    localises to a fraction of a pixel where a blank wall does not.
+    """
+    h, w = gray.shape
+    score = cv2.cornerMinEigenVal(gray, 5, 3)
+    m = 4  # corners at the very edge would be lost at the first step
+    score[:m], score[-m:], score[:, :m], score[:, -m:] = 0, 0, 0, 0
+    ys = np.linspace(0, h, n + 1).astype(int)
+    xs = np.linspace(0, w, n + 1).astype(int)
+    ch, cw = int(np.diff(ys).max()), int(np.diff(xs).max())
+    # Gather every cell into a (n, n, ch, cw) block (cells may differ by a pixel: pad with -1).
+    rows = np.clip(ys[:-1, None] + np.arange(ch)[None], 0, h - 1)
+    cols = np.clip(xs[:-1, None] + np.arange(cw)[None], 0, w - 1)
+    block = score[rows[:, None, :, None], cols[None, :, None, :]]
+    block = np.where((np.arange(ch)[None, None, :, None] < np.diff(ys)[:, None, None, None]) & (np.arange(cw)[None, None, None, :] < np.diff(xs)[None, :, None, None]), block, -1.0)
+    flat = block.reshape(n, n, -1)
+    best = flat.argmax(axis=2)
+    by, bx = np.divmod(best, cw)
+    pts = np.stack([cols[np.arange(n)[None, :], bx], rows[np.arange(n)[:, None], by]], -1).reshape(-1, 2).astype(np.float32)
+    keep = flat.max(axis=2).ravel() >= min_corner * max(float(np.percentile(score, 95)), 1e-12)
+    return pts, keep
 
 
 def _to_gray(frames: np.ndarray, max_side: int | None) -> tuple[list[np.ndarray], float]:
@@ -133,16 +163,95 @@ class DISTracker:
         return p1.astype(np.float32), ok
 
 
+def correlation_tracker_net(channels: int = 16):
+    """The learned back end's network: a small conv feature extractor (torch, built on demand)."""
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1))
+
+
+class LearnedTracker:
+    """Learned step tracker: conv features, local correlation, soft-argmax displacement.
+
+    A minimal interface for learned point trackers (BootsTAP, CoTracker, ... would plug in
+    here): it loads ``cfg.checkpoint`` (a ``state_dict`` of :func:`correlation_tracker_net`) and
+    fails clearly when the file is missing. No trained weights ship with dynpose; the tests run it
+    with random weights for plumbing only, so its accuracy is not measured.
+    """
+
+    radius = 6  # search window half-size in work pixels
+
+    def __init__(self, grays: list[np.ndarray], cfg: TrackConfig):
+        import os
+
+        import torch
+
+        if not cfg.checkpoint or not os.path.isfile(cfg.checkpoint):
+            raise FileNotFoundError(
+                f"tracking backend 'learned' needs TrackConfig.checkpoint, a state_dict file; {cfg.checkpoint!r} does not exist"
+            )
+        self.torch, self.grays, self.cfg = torch, grays, cfg
+        self.net = correlation_tracker_net()
+        self.net.load_state_dict(torch.load(cfg.checkpoint, map_location="cpu", weights_only=True))
+        self.net.eval()
+        self._feat: dict[int, object] = {}
+
+    def _features(self, t: int):
+        if t not in self._feat:
+            self._feat = {k: v for k, v in self._feat.items() if k >= t - 1}
+            img = self.torch.from_numpy(self.grays[t]).float()[None, None] / 255.0
+            with self.torch.no_grad():
+                self._feat[t] = self.torch.nn.functional.normalize(self.net(img), dim=1)
+        return self._feat[t]
+
+    def _move(self, fa, fb, pts: np.ndarray) -> np.ndarray:
+        torch, F = self.torch, self.torch.nn.functional
+        h, w = fa.shape[-2:]
+        r = self.radius
+        offs = torch.stack(torch.meshgrid(torch.arange(-r, r + 1.0), torch.arange(-r, r + 1.0), indexing="xy"), -1).reshape(-1, 2)
+        p = torch.from_numpy(pts).float()
+        norm = lambda q: torch.stack([q[..., 0] / (w - 1), q[..., 1] / (h - 1)], -1) * 2 - 1
+        with torch.no_grad():
+            query = F.grid_sample(fa, norm(p)[None, :, None], align_corners=True)[0, :, :, 0]  # (C, P)
+            cand = p[:, None] + offs[None]  # (P, K, 2)
+            feats = F.grid_sample(fb, norm(cand)[None], align_corners=True)[0]  # (C, P, K)
+            weights = torch.softmax((feats * query[:, :, None]).sum(0) * 20.0, dim=1)  # (P, K)
+            return (weights[..., None] * cand).sum(1).numpy()
+
+    def step(self, t: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fa, fb = self._features(t), self._features(t + 1)
+        new = self._move(fa, fb, pts)
+        back = self._move(fb, fa, new)
+        return new.astype(np.float32), np.linalg.norm(back - pts, axis=1) < self.cfg.fb_threshold
+
+
 def _make_tracker(grays: list[np.ndarray], cfg: TrackConfig) -> StepTracker:
     if cfg.backend == "lk":
         return LKTracker(grays, cfg)
     if cfg.backend == "dis":
         return DISTracker(grays, cfg)
     if cfg.backend == "learned":
-        from dynpose.annotate.learned_tracker import LearnedTracker  # optional torch back end
-
         return LearnedTracker(grays, cfg)
     raise ValueError(f"unknown tracking backend {cfg.backend!r}")
+
+
+def _anchor(g0: np.ndarray, g1: np.ndarray, p0: np.ndarray, pos: np.ndarray, alive: np.ndarray, cfg: TrackConfig) -> None:
+    """Re-align chained points to their query-frame patches, starting from the chained estimate.
+
+    Frame-to-frame chaining accumulates a random walk of sub-pixel errors along a track; matching
+    the query patch directly removes it while appearance changes little (a 2.5 s window).
+    """
+    i = np.flatnonzero(alive)
+    if not len(i):
+        return
+    init = pos[i].reshape(-1, 1, 2).copy()
+    ref, st, _ = cv2.calcOpticalFlowPyrLK(
+        g0, g1, p0[i].reshape(-1, 1, 2), init, winSize=(cfg.win_size, cfg.win_size), maxLevel=1,
+        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, cfg.iters, 0.01), flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+    )
+    ref = ref.reshape(-1, 2)
+    good = (st.ravel() == 1) & (np.linalg.norm(ref - pos[i], axis=1) < cfg.anchor_tol)
+    pos[i[good]] = ref[good]
 
 
 def _to_input(pts: np.ndarray, scale: float) -> np.ndarray:
@@ -164,7 +273,7 @@ def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
     gh, gw = grays[0].shape
     tracker = _make_tracker(grays, cfg)
     queries = list(range(0, max(n - 1, 0), cfg.stride))
-    windows, pos, alive = [], [], []  # per window: TrackWindow, current work coords, alive flags
+    windows, pos, alive, query = [], [], [], []  # per window: TrackWindow, current / query work coords, alive flags
     for q in queries:
         t_len = min(cfg.length, n - q)
         windows.append(
@@ -173,9 +282,14 @@ def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
     for t in range(n):
         for k, win in enumerate(windows):
             if win.query_frame == t:  # start this window on the grid
-                pos.append(grid_points(gw, gh, cfg.grid))
-                alive.append(np.ones(cfg.grid**2, bool))
-                win.points[0], win.visible[0] = _to_input(pos[k], scale), True
+                if cfg.snap:
+                    pts, keep = snapped_grid(grays[t], cfg.grid, cfg.min_corner)
+                else:
+                    pts, keep = grid_points(gw, gh, cfg.grid), np.ones(cfg.grid**2, bool)
+                pos.append(pts)
+                query.append(pts.copy())
+                alive.append(keep)
+                win.points[0], win.visible[0] = _to_input(pos[k], scale), keep
         if t == n - 1:
             break
         # All windows that continue to t+1, tracked jointly.
@@ -193,6 +307,8 @@ def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
             start += len(i)
             pos[k][i] = new[sl]
             alive[k][i] = ok[sl]
+            if cfg.anchor and cfg.backend == "lk" and t > windows[k].query_frame:
+                _anchor(grays[windows[k].query_frame], grays[t + 1], query[k], pos[k], alive[k], cfg)
             off = t + 1 - windows[k].query_frame
             windows[k].points[off] = _to_input(pos[k], scale)
             windows[k].visible[off] = alive[k]
