@@ -8,11 +8,13 @@ near the end of the video are simply shorter: LK cost does not depend on a fixed
 so the paper's padding (a BootsTAP speed trick) is not needed.
 
 Back ends: ``"lk"`` (default), ``"dis"`` (dense DIS flow chained frame to frame, same checks) and
-``"learned"`` (a small torch correlation tracker that needs a checkpoint, see ``learned_tracker``).
+``"learned"`` (a small torch correlation tracker that needs a checkpoint, see ``LearnedTracker``).
+Query points are snapped to the best corner of their grid cell (``snapped_grid``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -147,7 +149,6 @@ class DISTracker:
 
     def __init__(self, grays: list[np.ndarray], cfg: TrackConfig):
         self.grays, self.cfg = grays, cfg
-        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
     @staticmethod
     def _sample(flow: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -155,8 +156,10 @@ class DISTracker:
         return np.stack([map_coordinates(flow[..., c], coords, order=1, mode="nearest") for c in (0, 1)], 1)
 
     def step(self, t: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fwd = self.dis.calc(self.grays[t], self.grays[t + 1], None)
-        bwd = self.dis.calc(self.grays[t + 1], self.grays[t], None)
+        from dynpose.annotate.flow import dis_flow
+
+        fwd = dis_flow(self.grays[t], self.grays[t + 1])
+        bwd = dis_flow(self.grays[t + 1], self.grays[t])
         p1 = pts + self._sample(fwd, pts)
         back = p1 + self._sample(bwd, p1)
         ok = np.linalg.norm(back - pts, axis=1) < self.cfg.fb_threshold
@@ -264,8 +267,6 @@ def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
 
     ``frames``: (N, H, W, 3) uint8 RGB (or (N, H, W) gray). Returns coordinates at input resolution.
     """
-    import time
-
     cfg = cfg or TrackConfig()
     n, h, w = frames.shape[:3]
     t0 = time.perf_counter()

@@ -2,7 +2,8 @@
 
 Builds each layout once (timed separately), then renders frames of a suitable clip at 854x480
 with every per-frame step (ray casting, shading, shadows, motion blur, sensor), and reports
-seconds per frame (wall and CPU). Threads are pinned to one before numpy/OpenCV load.
+seconds per frame (wall and CPU). The process is pinned to one CPU (sched_setaffinity) and
+OpenCV to one thread, so CPU time is single-core time even if a library starts threads.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--layouts", default="room,street,plaza")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rows = [measure(lay, args.frames, args.width, args.height) for lay in args.layouts.split(",")]
     for r in rows:
         print(json.dumps(r))

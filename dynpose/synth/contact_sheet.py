@@ -52,7 +52,7 @@ def build(seed: int = 1, width: int = 854, height: int = 480, progress=print) ->
     variants = ["tripod", "shot_change", "zoom", "fisheye", "huge_object", "long_focal", "cartoon", "overlay", "side_by_side", "low_res"]
     cells = []
     for k, var in enumerate(variants):
-        lay = "street" if var == "long_focal" else layouts[k % 3]
+        lay = {"long_focal": "street", "cartoon": "plaza"}.get(var, layouts[k % 3])
         spec = ClipSpec(seed=seed * 100 + 50 + k, layout=lay, trajectory="pan_translate", variant=var, width=width, height=height, fps=2.0, seconds=3.0)
         clip = render_clip(spec)
         progress(f"{var} ({lay}): category {clip.meta['category']}")
