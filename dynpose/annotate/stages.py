@@ -83,11 +83,16 @@ def _masks(video: dict, frames, cfg: MaskConfig):
     return {"status": "ok", "message": None, "summary": summary, "rows": rows}
 
 
-def masks_for_video(video: dict, frames, cfg: MaskConfig) -> dict:
-    status, out, seconds, peak = run_measured(_masks, video, frames, cfg)
+def _isolated(stage, video: dict, frames, cfg) -> dict:
+    """One video's array stage in a child process: its summary row (with timing) and its rows."""
+    status, out, seconds, peak = run_measured(stage, video, frames, cfg)
     if status != "ok":
         return {"summary": _summary(video["video_id"], "failed", out, seconds, peak), "rows": []}
     return {"summary": _summary(video["video_id"], out["status"], out["message"], seconds, peak, **out.get("summary", {})), "rows": out.get("rows", [])}
+
+
+def masks_for_video(video: dict, frames, cfg: MaskConfig) -> dict:
+    return _isolated(_masks, video, frames, cfg)
 
 
 def masks_from_rows(rows: list[dict], column: str = "mask_png") -> np.ndarray:
@@ -128,10 +133,7 @@ def _tracks(video: dict, frames, cfg: TrackConfig):
 
 
 def tracks_for_video(video: dict, frames, cfg: TrackConfig) -> dict:
-    status, out, seconds, peak = run_measured(_tracks, video, frames, cfg)
-    if status != "ok":
-        return {"summary": _summary(video["video_id"], "failed", out, seconds, peak), "rows": []}
-    return {"summary": _summary(video["video_id"], out["status"], out["message"], seconds, peak, **out.get("summary", {})), "rows": out.get("rows", [])}
+    return _isolated(_tracks, video, frames, cfg)
 
 
 def tracklets_from_rows(rows: list[dict], num_frames: int, width: int, height: int) -> Tracklets:
