@@ -70,6 +70,17 @@ def _md(rows: list[dict], empty: str = "_No rows._") -> str:
     return markdown_table(rows) if rows else empty
 
 
+def write_markdown_with_plots(folder, name: str, markdown: str, plots: dict[str, bytes]) -> Path:
+    """A markdown document and the PNGs it links to, side by side in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname, data in plots.items():
+        (folder / fname).write_bytes(data)
+    path = folder / name
+    path.write_text(markdown)
+    return path
+
+
 @dataclass
 class BenchmarkReport:
     table: list[dict]  # one row per method, COLUMNS, over all videos (failures filled)
@@ -83,13 +94,7 @@ class BenchmarkReport:
 
     def write(self, folder) -> Path:
         """Write report.md and the PNGs it links to into ``folder``; returns report.md's path."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in self.plots.items():
-            (folder / name).write_bytes(data)
-        path = folder / "report.md"
-        path.write_text(self.markdown)
-        return path
+        return write_markdown_with_plots(folder, "report.md", self.markdown, self.plots)
 
 
 def method_table(pose_rows: list[dict], reprojection_rows: list[dict], methods: list[str], videos: set | None = None) -> list[dict]:

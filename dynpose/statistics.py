@@ -47,13 +47,9 @@ class DatasetStatistics:
 
     def write(self, folder) -> Path:
         """Write statistics.md and its PNGs into ``folder``; returns statistics.md's path."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in self.plots.items():
-            (folder / name).write_bytes(data)
-        path = folder / "statistics.md"
-        path.write_text(self.markdown)
-        return path
+        from .report import write_markdown_with_plots
+
+        return write_markdown_with_plots(folder, "statistics.md", self.markdown, self.plots)
 
 
 def summarize(name: str, values) -> dict:

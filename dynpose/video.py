@@ -61,6 +61,14 @@ def _rotation(stream) -> int:
     return 0
 
 
+def _open(source):
+    """Open a container for reading; anything that is not media becomes ``unreadable``."""
+    try:
+        return av.open(source, mode="r")
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        raise VideoError("unreadable", f"not a readable media container ({exc})") from exc
+
+
 def probe(source: str | BinaryIO, decode_check: bool = True) -> VideoInfo:
     """Read container metadata; with ``decode_check`` also decode the first frame.
 
@@ -72,10 +80,7 @@ def probe(source: str | BinaryIO, decode_check: bool = True) -> VideoInfo:
         source.seek(0)
         if empty:
             raise VideoError("empty", "zero-length file")
-    try:
-        container = av.open(source, mode="r")
-    except (av.FFmpegError, ValueError, OSError) as exc:
-        raise VideoError("unreadable", f"not a readable media container ({exc})") from exc
+    container = _open(source)
     with container:
         if not container.streams.video:
             raise VideoError("no_video_stream", f"container '{container.format.name}' has no video stream")
@@ -134,10 +139,7 @@ def _resize(img: np.ndarray, max_side: int | None) -> np.ndarray:
 
 def frame_times(source: str | BinaryIO) -> np.ndarray:
     """Presentation times (seconds, sorted) of every video frame, from packets alone (no decoding)."""
-    try:
-        container = av.open(source, mode="r")
-    except (av.FFmpegError, ValueError, OSError) as exc:
-        raise VideoError("unreadable", f"not a readable media container ({exc})") from exc
+    container = _open(source)
     with container:
         if not container.streams.video:
             raise VideoError("no_video_stream", "no video stream")
@@ -175,10 +177,7 @@ def sample_frames(
         keep = keep[:max_frames]
     wanted = set(keep.tolist())
     frames, indices = [], []
-    try:
-        container = av.open(source, mode="r")
-    except (av.FFmpegError, ValueError, OSError) as exc:
-        raise VideoError("unreadable", f"not a readable media container ({exc})") from exc
+    container = _open(source)
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

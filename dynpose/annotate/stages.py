@@ -52,14 +52,22 @@ def frame_check(sampled: SampledFrames) -> tuple[str, str] | None:
     return None
 
 
-def _masks(video: dict, frames, cfg: MaskConfig):
+def _usable_frames(video: dict, frames) -> tuple[SampledFrames | None, dict | None]:
+    """The video's sampled frames, or the stage result that names why they cannot be used."""
     try:
         sampled = decode(video, frames)
     except VideoError as exc:
-        return {"status": exc.status, "message": exc.message}
+        return None, {"status": exc.status, "message": exc.message}
     bad = frame_check(sampled)
     if bad:
-        return {"status": bad[0], "message": bad[1], "summary": {"n_frames": len(sampled)}, "rows": []}
+        return None, {"status": bad[0], "message": bad[1], "summary": {"n_frames": len(sampled)}, "rows": []}
+    return sampled, None
+
+
+def _masks(video: dict, frames, cfg: MaskConfig):
+    sampled, failure = _usable_frames(video, frames)
+    if failure:
+        return failure
     masks = compute_dynamic_masks(sampled.frames, cfg)
     coverage = masks.coverage()
     rows, digest = [], hashlib.sha256()
@@ -104,13 +112,9 @@ def masks_from_rows(rows: list[dict], column: str = "mask_png") -> np.ndarray:
 # -- tracklets ---------------------------------------------------------------------------------
 
 def _tracks(video: dict, frames, cfg: TrackConfig):
-    try:
-        sampled = decode(video, frames)
-    except VideoError as exc:
-        return {"status": exc.status, "message": exc.message}
-    bad = frame_check(sampled)
-    if bad:
-        return {"status": bad[0], "message": bad[1], "summary": {"n_frames": len(sampled)}, "rows": []}
+    sampled, failure = _usable_frames(video, frames)
+    if failure:
+        return failure
     tracks = track_grid(sampled.frames, cfg)
     rows, digest = [], hashlib.sha256()
     for w, win in enumerate(tracks.windows):
