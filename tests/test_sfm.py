@@ -113,6 +113,13 @@ def test_mask_policies():
     assert sorted(drop.frame[drop.track == drop.track.max()]) == [0, 1, 3]
     assert sorted(trunc.frame[trunc.track == trunc.track.max()]) == [0, 1]
     assert trunc.stats["masked"] == 2 and drop.stats["masked"] == 1
+    # Queried in the middle (frame 1), a track is cut on each side of its query frame separately:
+    # frame 2 is masked, so frames 2-3 go; frame 0 (the other side) stays.
+    mid = build_correspondences(Tracklets([TrackWindow(1, np.arange(4), pts, np.ones((4, 2), bool))], 4, 50, 20), masks, cfg)
+    assert sorted(mid.frame[mid.track == mid.track.max()]) == [0, 1]
+    masks[1, :, 31:33] = True  # now the query point itself is masked: nothing of track 1 is left
+    mid = build_correspondences(Tracklets([TrackWindow(1, np.arange(4), pts, np.ones((4, 2), bool))], 4, 50, 20), masks, cfg)
+    assert mid.num_tracks == 1 and sorted(mid.frame) == [0, 1, 2, 3]
 
 
 def test_track_selection_meets_quota(synthetic):

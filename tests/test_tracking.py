@@ -39,18 +39,21 @@ def test_grid_points_cover_image():
     assert np.allclose(pts[:4, 0], [30, 90, 150, 210]) and np.allclose(pts[::4, 1], [20, 60, 100, 140])
 
 
-@pytest.mark.parametrize("backend", ["lk", "dis"])
-def test_tracks_follow_known_translation(backend):
+@pytest.mark.parametrize("backend,query", [("lk", "start"), ("dis", "start"), ("lk", "middle")])
+def test_tracks_follow_known_translation(backend, query):
     v = (0.7, -0.35)
     frames = translating_clip(16, v)
-    cfg = TrackConfig(grid=12, stride=5, length=10, backend=backend)
+    cfg = TrackConfig(grid=12, stride=5, length=10, backend=backend, query=query)
     tr = track_grid(frames, cfg)
-    assert [w.query_frame for w in tr.windows] == [0, 5, 10]
+    assert [w.query_frame for w in tr.windows] == ([0, 5, 10] if query == "start" else [4, 9, 12])
+    assert [w.frame_indices[0] for w in tr.windows] == [0, 5, 10]
     assert [len(w.frame_indices) for w in tr.windows] == [10, 10, 6]  # the last window is cut by the clip
     errs = []
     for win in tr.windows:
         assert win.points.shape == (len(win.frame_indices), 144, 2) and win.points.dtype == np.float32
-        expected = win.points[0][None] + np.outer(win.frame_indices - win.query_frame, v)[:, None, :]
+        q = win.query_offset
+        assert win.visible[q].mean() > 0.9  # query points start visible (cells without a corner are dropped)
+        expected = win.points[q][None] + np.outer(win.frame_indices - win.query_frame, v)[:, None, :]
         errs.append(np.linalg.norm(win.points - expected, axis=2)[win.visible])
         assert win.visible.mean() > 0.8
     errs = np.concatenate(errs)

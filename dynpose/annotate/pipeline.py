@@ -79,7 +79,7 @@ def track_motion(tracklets: Tracklets, masks: np.ndarray | None) -> float:
     """90th percentile over static tracks of the largest displacement from their query point (px)."""
     moves = []
     for win in tracklets.windows:
-        q = win.points[0]
+        q = win.points[win.query_offset]
         keep = np.ones(len(q), bool)
         if masks is not None:
             x = np.clip(np.round(q[:, 0]).astype(int), 0, tracklets.width - 1)

@@ -92,30 +92,32 @@ def build_correspondences(tracklets: Tracklets, masks: np.ndarray | None, cfg: S
         frames.append(win.frame_indices[t_idx])
         tracks.append(next_id + p_idx)
         xys.append(win.points[t_idx, p_idx])
-        offsets.append(t_idx)
+        offsets.append(t_idx - win.query_offset)  # signed frames from the query frame
         next_id += win.visible.shape[1]
     if not frames:
         return Correspondences(np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2), np.float32), tracklets.num_frames)
     frame, track, xy, off = (np.concatenate(a) for a in (frames, tracks, xys, offsets))
     stats = {"observations": len(frame)}
-    if cfg.max_track_span:
-        # Chained trackers drift; pieces of a track become separate 3-D points.
-        piece = off // cfg.max_track_span
-        track = track * (int(piece.max()) + 1) + piece
-        off = off % cfg.max_track_span
-        _, track = np.unique(track, return_inverse=True)
-        next_id = int(track.max()) + 1 if len(track) else 0
     if masks is not None and len(frame):
         bad = _masked(np.asarray(masks, bool), frame, xy, cfg.mask_dilate)
         if cfg.mask_policy == "truncate":
-            # A forward track that touched a dynamic region may follow it from then on: cut it there.
-            first = np.full(next_id, np.iinfo(np.int64).max)
-            np.minimum.at(first, track[bad], off[bad])
-            bad = off >= first[track]
+            # A track that touched a dynamic region may follow it from then on: cut it there, on
+            # each side of the query frame (a masked query point cuts both sides).
+            side, dist = track * 2 + (off < 0), np.abs(off)
+            first = np.full(next_id * 2, np.iinfo(np.int64).max)
+            np.minimum.at(first, side[bad], dist[bad])
+            np.minimum.at(first, (track * 2 + 1)[bad & (dist == 0)], 0)
+            bad = dist >= first[side]
         elif cfg.mask_policy != "drop":
             raise ValueError(f"unknown mask_policy {cfg.mask_policy!r}")
-        frame, track, xy = frame[~bad], track[~bad], xy[~bad]
+        frame, track, xy, off = frame[~bad], track[~bad], xy[~bad], off[~bad]
         stats["masked"] = int(bad.sum())
+    if cfg.max_track_span and len(off):
+        # Chained trackers drift; pieces of a track become separate 3-D points.
+        piece = (off - off.min()) // cfg.max_track_span
+        track = track * (int(piece.max()) + 1) + piece
+        _, track = np.unique(track, return_inverse=True)
+        next_id = int(track.max()) + 1 if len(track) else 0
     # Keep tracks seen often enough, then the longest ones until every frame has its quota.
     length = np.bincount(track, minlength=next_id)
     keep = length >= cfg.min_track_length

@@ -36,8 +36,7 @@ class TrackConfig:
     levels: int = 3  # LK pyramid levels
     min_eig: float = 1e-3  # LK minimum eigenvalue: untextured points are dropped at once
     iters: int = 20  # LK iterations per pyramid level
-    anchor: bool = False  # LK only: re-align chained points to their query-frame patch (measured: worse ATE)
-    anchor_tol: float = 2.0  # work pixels: a re-aligned point this far from the chained one keeps the chained one
+    query: str = "start"  # query frame of a window: "start" (tracked forward) or "middle" (forward and backward)
     snap: bool = True  # move each grid query to the most trackable pixel of its cell (LK needs corners)
     min_corner: float = 0.02  # cells whose best corner score is below this x the frame's 95th percentile are dropped
     checkpoint: str | None = None  # learned back end only
@@ -46,9 +45,14 @@ class TrackConfig:
 @dataclass
 class TrackWindow:
     query_frame: int
-    frame_indices: np.ndarray  # (T,) indices into the sampled frames, query frame first
+    frame_indices: np.ndarray  # (T,) consecutive indices into the sampled frames, query frame among them
     points: np.ndarray  # (T, P, 2) float32 pixel coordinates at input resolution
-    visible: np.ndarray  # (T, P) bool; once lost a point stays lost
+    visible: np.ndarray  # (T, P) bool; once lost (going away from the query frame) a point stays lost
+
+    @property
+    def query_offset(self) -> int:
+        """Row of ``points`` / ``visible`` that holds the query points."""
+        return int(self.query_frame - self.frame_indices[0])
 
 
 @dataclass
@@ -73,9 +77,9 @@ class Tracklets:
 
 
 class StepTracker(Protocol):
-    """Moves points from frame t to frame t+1; returns new points and a per-point ok flag."""
+    """Moves points from frame ``src`` to frame ``dst`` (adjacent); returns new points and a per-point ok flag."""
 
-    def step(self, t: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def step(self, src: int, dst: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def grid_points(width: int, height: int, n: int) -> np.ndarray:
@@ -133,9 +137,9 @@ class LKTracker:
             minEigThreshold=cfg.min_eig,
         )
 
-    def step(self, t: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, src: int, dst: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # (OpenCV's Python binding cannot take prebuilt pyramids, so each call builds its own.)
-        a, b = self.grays[t], self.grays[t + 1]
+        a, b = self.grays[src], self.grays[dst]
         p0 = pts.reshape(-1, 1, 2).astype(np.float32)
         p1, st1, _ = cv2.calcOpticalFlowPyrLK(a, b, p0, None, **self.params)
         p0r, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, p1, None, **self.params)
@@ -155,11 +159,11 @@ class DISTracker:
         coords = [pts[:, 1], pts[:, 0]]  # bilinear, edge values repeated
         return np.stack([map_coordinates(flow[..., c], coords, order=1, mode="nearest") for c in (0, 1)], 1)
 
-    def step(self, t: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, src: int, dst: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from dynpose.annotate.flow import dis_flow
 
-        fwd = dis_flow(self.grays[t], self.grays[t + 1])
-        bwd = dis_flow(self.grays[t + 1], self.grays[t])
+        fwd = dis_flow(self.grays[src], self.grays[dst])
+        bwd = dis_flow(self.grays[dst], self.grays[src])
         p1 = pts + self._sample(fwd, pts)
         back = p1 + self._sample(bwd, p1)
         ok = np.linalg.norm(back - pts, axis=1) < self.cfg.fb_threshold
@@ -201,7 +205,7 @@ class LearnedTracker:
 
     def _features(self, t: int):
         if t not in self._feat:
-            self._feat = {k: v for k, v in self._feat.items() if k >= t - 1}
+            self._feat = {k: v for k, v in self._feat.items() if abs(k - t) <= 1}
             img = self.torch.from_numpy(self.grays[t]).float()[None, None] / 255.0
             with self.torch.no_grad():
                 self._feat[t] = self.torch.nn.functional.normalize(self.net(img), dim=1)
@@ -221,8 +225,8 @@ class LearnedTracker:
             weights = torch.softmax((feats * query[:, :, None]).sum(0) * 20.0, dim=1)  # (P, K)
             return (weights[..., None] * cand).sum(1).numpy()
 
-    def step(self, t: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fa, fb = self._features(t), self._features(t + 1)
+    def step(self, src: int, dst: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fa, fb = self._features(src), self._features(dst)
         new = self._move(fa, fb, pts)
         back = self._move(fb, fa, new)
         return new.astype(np.float32), np.linalg.norm(back - pts, axis=1) < self.cfg.fb_threshold
@@ -238,68 +242,65 @@ def _make_tracker(grays: list[np.ndarray], cfg: TrackConfig) -> StepTracker:
     raise ValueError(f"unknown tracking backend {cfg.backend!r}")
 
 
-def _anchor(g0: np.ndarray, g1: np.ndarray, p0: np.ndarray, pos: np.ndarray, alive: np.ndarray, cfg: TrackConfig) -> None:
-    """Re-align chained points to their query-frame patches, starting from the chained estimate.
-
-    Frame-to-frame chaining accumulates a random walk of sub-pixel errors along a track; matching
-    the query patch directly removes it while appearance changes little (a 2.5 s window).
-    """
-    i = np.flatnonzero(alive)
-    if not len(i):
-        return
-    init = pos[i].reshape(-1, 1, 2).copy()
-    ref, st, _ = cv2.calcOpticalFlowPyrLK(
-        g0, g1, p0[i].reshape(-1, 1, 2), init, winSize=(cfg.win_size, cfg.win_size), maxLevel=1,
-        criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, cfg.iters, 0.01), flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
-    )
-    ref = ref.reshape(-1, 2)
-    good = (st.ravel() == 1) & (np.linalg.norm(ref - pos[i], axis=1) < cfg.anchor_tol)
-    pos[i[good]] = ref[good]
-
-
 def _to_input(pts: np.ndarray, scale: float) -> np.ndarray:
     # Pixel-centre convention: work pixel centres map back to input pixel centres.
     return pts if scale == 1.0 else (pts + 0.5) / scale - 0.5
 
 
 def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
-    """Track a query grid every ``cfg.stride`` frames for ``cfg.length`` frames.
+    """Track a query grid in windows of ``cfg.length`` frames starting every ``cfg.stride`` frames.
 
     ``frames``: (N, H, W, 3) uint8 RGB (or (N, H, W) gray). Returns coordinates at input resolution.
+    The query frame is the window's first frame (``query="start"``) or its middle one
+    (``"middle"``, tracked forward and backward from there).
     """
     cfg = cfg or TrackConfig()
+    if cfg.query not in ("start", "middle"):
+        raise ValueError(f"unknown query position {cfg.query!r}")
     n, h, w = frames.shape[:3]
     t0 = time.perf_counter()
     grays, scale = _to_gray(frames, cfg.work_max_side)
     gh, gw = grays[0].shape
     tracker = _make_tracker(grays, cfg)
-    queries = list(range(0, max(n - 1, 0), cfg.stride))
-    windows, pos, alive, query = [], [], [], []  # per window: TrackWindow, current / query work coords, alive flags
-    for q in queries:
-        t_len = min(cfg.length, n - q)
-        windows.append(
-            TrackWindow(q, np.arange(q, q + t_len), np.zeros((t_len, cfg.grid**2, 2), np.float32), np.zeros((t_len, cfg.grid**2), bool))
-        )
-    for t in range(n):
+    windows, queries = [], []
+    for first in range(0, max(n - 1, 0), cfg.stride):
+        t_len = min(cfg.length, n - first)
+        q = first + (t_len - 1) // 2 if cfg.query == "middle" else first
+        if cfg.snap:
+            pts, keep = snapped_grid(grays[q], cfg.grid, cfg.min_corner)
+        else:
+            pts, keep = grid_points(gw, gh, cfg.grid), np.ones(cfg.grid**2, bool)
+        win = TrackWindow(q, np.arange(first, first + t_len), np.zeros((t_len, cfg.grid**2, 2), np.float32), np.zeros((t_len, cfg.grid**2), bool))
+        win.points[q - first], win.visible[q - first] = _to_input(pts, scale), keep
+        windows.append(win)
+        queries.append((pts, keep))
+    for forward in (True, False):
+        _sweep(tracker, windows, queries, forward, (gw, gh), scale, cfg)
+    for win in windows:  # lost points keep their last position; zero them so nobody uses them
+        win.points[~win.visible] = 0.0
+    return Tracklets(windows, n, w, h, {"tracking_s": time.perf_counter() - t0})
+
+
+def _sweep(tracker: StepTracker, windows: list[TrackWindow], queries: list, forward: bool, size: tuple[int, int], scale: float, cfg: TrackConfig) -> None:
+    """Track every window from its query frame to its last (forward) or first frame, in place.
+
+    All windows alive at a frame move in one tracker call, so the cost is one step per frame pair
+    and direction whatever the number of windows.
+    """
+    gw, gh = size
+    n = max((int(win.frame_indices[-1]) + 1 for win in windows), default=0)
+    pos: list = [None] * len(windows)  # current work-resolution points and alive flags per window
+    alive: list = [None] * len(windows)
+    for t in range(n) if forward else range(n - 1, -1, -1):
         for k, win in enumerate(windows):
-            if win.query_frame == t:  # start this window on the grid
-                if cfg.snap:
-                    pts, keep = snapped_grid(grays[t], cfg.grid, cfg.min_corner)
-                else:
-                    pts, keep = grid_points(gw, gh, cfg.grid), np.ones(cfg.grid**2, bool)
-                pos.append(pts)
-                query.append(pts.copy())
-                alive.append(keep)
-                win.points[0], win.visible[0] = _to_input(pos[k], scale), keep
-        if t == n - 1:
-            break
-        # All windows that continue to t+1, tracked jointly.
-        active = [k for k in range(len(pos)) if windows[k].frame_indices[-1] > t and alive[k].any()]
+            if win.query_frame == t:
+                pos[k], alive[k] = queries[k][0].copy(), queries[k][1].copy()
+        nxt = t + 1 if forward else t - 1
+        active = [k for k, win in enumerate(windows) if pos[k] is not None and win.frame_indices[0] <= nxt <= win.frame_indices[-1] and alive[k].any()]
         if not active:
             continue
         idx = [np.flatnonzero(alive[k]) for k in active]
-        pts = np.concatenate([pos[k][i] for k, i in zip(active, idx)])
-        new, ok = tracker.step(t, pts)
+        new, ok = tracker.step(t, nxt, np.concatenate([pos[k][i] for k, i in zip(active, idx)]))
         b = cfg.border
         ok &= (new[:, 0] >= b) & (new[:, 0] <= gw - 1 - b) & (new[:, 1] >= b) & (new[:, 1] <= gh - 1 - b)
         start = 0
@@ -308,11 +309,6 @@ def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
             start += len(i)
             pos[k][i] = new[sl]
             alive[k][i] = ok[sl]
-            if cfg.anchor and cfg.backend == "lk" and t > windows[k].query_frame:
-                _anchor(grays[windows[k].query_frame], grays[t + 1], query[k], pos[k], alive[k], cfg)
-            off = t + 1 - windows[k].query_frame
+            off = nxt - windows[k].frame_indices[0]
             windows[k].points[off] = _to_input(pos[k], scale)
             windows[k].visible[off] = alive[k]
-    for win in windows:  # lost points keep their last position; zero them so nobody uses them
-        win.points[~win.visible] = 0.0
-    return Tracklets(windows, n, w, h, {"tracking_s": time.perf_counter() - t0})
