@@ -18,15 +18,37 @@ class Executor(Protocol):
 
 
 class InProcessExecutor:
+    """Videos one after another, or ``workers`` at a time on threads.
+
+    Threads suffice because every heavy per-video stage runs in its own child process
+    (``dynpose.evaluation.run_measured``): a thread only waits for its child.
+    """
+
     name = "in_process"
+
+    def __init__(self, workers: int = 1):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
 
     def map(self, fn, items, progress=None):
         items = list(items)
-        out = []
-        for i, item in enumerate(items):
-            out.append(fn(item))
-            if progress:
-                progress(i + 1, len(items))
+        if self.workers == 1 or len(items) < 2:
+            out = []
+            for i, item in enumerate(items):
+                out.append(fn(item))
+                if progress:
+                    progress(i + 1, len(items))
+            return out
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            out: list = [None] * len(items)
+            for done, fut in enumerate(as_completed(futures), 1):
+                out[futures[fut]] = fut.result()
+                if progress:
+                    progress(done, len(items))
         return out
 
 
@@ -85,9 +107,10 @@ class RayExecutor:
             ray.shutdown()
 
 
-def make_executor(kind: str = "in_process", address: str | None = None, num_cpus: int | None = None) -> Executor:
+def make_executor(kind: str = "in_process", address: str | None = None, num_cpus: int | None = None, workers: int = 1) -> Executor:
+    """``workers``: videos at a time for the in-process executor (Ray schedules by ``num_cpus``)."""
     if kind in ("in_process", "local"):
-        return InProcessExecutor()
+        return InProcessExecutor(workers)
     if kind == "ray":
         return RayExecutor(address=address, num_cpus=num_cpus)
     raise ValueError(f"unknown executor '{kind}': use 'in_process' or 'ray'")

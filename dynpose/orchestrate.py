@@ -87,6 +87,7 @@ def materialize(
     ray_address: str | None = None,
     progress: bool = True,
     log=print,
+    workers: int | None = None,
 ) -> list[Outcome]:
     """Bring the selected products of the selected shards up to date."""
     import dagster as dg
@@ -111,7 +112,7 @@ def materialize(
         instance.add_dynamic_partitions("video_shards", new)
     resources = {
         "lake": LakeResource(url=lake_url, settings_file=settings_file),
-        "executor": ExecutorResource(kind=executor, address=ray_address),
+        "executor": ExecutorResource(kind=executor, address=ray_address, **({"workers": workers} if workers else {})),
     }
     outcomes: list[Outcome] = []
     shard_names = [n for n in names if not PRODUCTS[n].aggregate]

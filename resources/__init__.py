@@ -31,14 +31,16 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class ExecutorResource(dg.ConfigurableResource):
-    """How per-video work inside a shard runs: 'in_process' (default) or 'ray' (local or an address)."""
+    """How per-video work inside a shard runs: 'in_process' (default; ``workers`` videos at a time)
+    or 'ray' (local or an address)."""
 
     kind: str = os.environ.get("DYNPOSE_EXECUTOR", "in_process")
     address: str | None = os.environ.get("DYNPOSE_RAY_ADDRESS") or None
     num_cpus: int | None = None
+    workers: int = int(os.environ.get("DYNPOSE_WORKERS", "1"))
 
     def executor(self) -> Executor:
-        return make_executor(self.kind, self.address, self.num_cpus)
+        return make_executor(self.kind, self.address, self.num_cpus, self.workers)
 
 
 def default_resources() -> dict:

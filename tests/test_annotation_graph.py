@@ -60,13 +60,27 @@ def test_bad_inputs_get_recorded_statuses_and_the_shard_goes_on(tmp_path, tiny_s
     assert {tiers[n] for n in ("black.mp4", "gray.mp4", "tripod.mp4")} == {"failed"}
 
 
+def test_in_process_workers_keep_input_order():
+    import time
+
+    from dynpose.executors import InProcessExecutor
+
+    seen = []
+    out = InProcessExecutor(workers=3).map(lambda x: (time.sleep(0.05 * (5 - x)), x * x)[1], range(5), lambda d, n: seen.append((d, n)))
+    assert out == [0, 1, 4, 9, 16]  # the slowest item came first, its result still goes first
+    assert seen == [(i, 5) for i in range(1, 6)]
+    with pytest.raises(ValueError, match="workers"):
+        InProcessExecutor(workers=0)
+
+
 def test_ray_and_in_process_executors_give_identical_products(tmp_path, tiny_suite, monkeypatch):
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     products = {}
     for kind in ("in_process", "ray"):
         lake_url = str(tmp_path / kind)
         ingest(str(tiny_suite), Lake(lake_url), IngestSettings())
-        outcomes = materialize(lake_url, select=ANNOTATION, executor=kind, progress=False)
+        # The in-process run uses two worker threads: their results must land in video order too.
+        outcomes = materialize(lake_url, select=ANNOTATION, executor=kind, progress=False, workers=2 if kind == "in_process" else None)
         assert {o.action for o in outcomes} == {"computed"}
         lake = Lake(lake_url)
         products[kind] = {p: _without_timing(lake.read_product(p).to_pylist()) for p in ANNOTATION}
