@@ -79,7 +79,7 @@ def cmd_materialize(args) -> int:
     t0 = time.perf_counter()
     outcomes = materialize(
         _lake_url(args), args.settings, shards=args.shard, select=args.select,
-        executor=args.executor, ray_address=args.ray_address, progress=not args.quiet,
+        executor=args.executor, ray_address=args.ray_address, progress=not args.quiet, workers=args.workers,
     )
     _summarize_outcomes(outcomes)
     computed = sum(o.action == "computed" for o in outcomes)
@@ -187,7 +187,7 @@ def cmd_synth(args) -> int:
         bar.set_postfix_str(name)
         bar.refresh()
 
-    manifest = generate_suite(Path(args.out), args.suite, seed=args.seed, progress=progress)
+    manifest = generate_suite(Path(args.out), args.suite, seed=args.seed, progress=progress, workers=args.workers or os.cpu_count() or 1)
     bar.close()
     print(f"wrote {manifest}")
     return 0
@@ -211,7 +211,8 @@ def cmd_bench(args) -> int:
     if args.what == "poses":
         result = benchmarks.pose_benchmark(
             out, suite=args.suite, methods=args.methods, seed=args.seed, limit=args.limit,
-            executor=args.executor, ray_address=args.ray_address, settings_file=args.settings,
+            executor=args.executor, ray_address=args.ray_address, settings_file=args.settings, workers=args.workers,
+            clips=args.clips,
         )
         for title, rows in result.tables:
             print(f"\n{title}")
@@ -239,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     def executor_args(p):
         p.add_argument("--executor", choices=["in_process", "ray"], default=os.environ.get("DYNPOSE_EXECUTOR", "in_process"))
         p.add_argument("--ray-address", default=os.environ.get("DYNPOSE_RAY_ADDRESS"), help="Ray cluster address (default: start a local Ray on 127.0.0.1)")
+        p.add_argument("--workers", type=int, default=None,
+                       help="in_process: videos processed at a time (env DYNPOSE_WORKERS; default 1, bench: all cores)")
 
     p = sub.add_parser("demo", help="render sample videos if SOURCE is empty, ingest, materialize everything, summarize")
     p.add_argument("--source", default="./demo_videos")
@@ -276,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.add_argument("--suite", choices=["tiny", "bench", "filters"], default="tiny")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="clips rendered at a time (default: one per core)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("bench", help="benchmarks: print a table and write a markdown report")
@@ -283,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", help="poses: a synthetic suite folder (default: render the 'bench' suite into OUT/suite)")
     p.add_argument("--methods", nargs="+", help="poses: methods to compare (default: ours and every configured baseline)")
     p.add_argument("--limit", type=int, help="poses: only the first N clips of the suite")
+    p.add_argument("--clips", nargs="+", help="poses: only the clips whose names start with these prefixes (e.g. 018)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shards", type=int, default=100, help="noop-rerun: number of single-video shards")
     p.add_argument("--out", help="output folder: lake, suite, report (default: a new temporary folder)")

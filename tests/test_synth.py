@@ -198,9 +198,17 @@ def test_zoom_intrinsics_are_per_frame(tmp_path):
 
 def test_tiny_suite_writes_manifest_and_labels(tmp_path):
     calls = []
-    manifest = generate_suite(tmp_path, "tiny", seed=0, progress=lambda d, n, name: calls.append((d, n, name)))
+    manifest = generate_suite(tmp_path, "tiny", seed=0, progress=lambda d, n, name: calls.append((d, n, name)), workers=2)
     entries = json.loads(manifest.read_text())
     assert len(entries) == 3 and calls[-1][0] == calls[-1][1] == 3
+    # Rendering in two worker processes gives the clips one process gives, in suite order.
+    serial = json.loads(generate_suite(tmp_path / "serial", "tiny", seed=0, limit=2).read_text())
+    assert [e["video"] for e in entries[:2]] == [e["video"] for e in serial]
+    for e in serial:
+        a, b = read_cameras_pkl(tmp_path / e["gt_dir"] / "cameras.pkl"), read_cameras_pkl(tmp_path / "serial" / e["gt_dir"] / "cameras.pkl")
+        np.testing.assert_array_equal(a.poses_w2c, b.poses_w2c)
+        for name in ("depth.npz", "correspondences.parquet"):  # (mp4 bytes are not reproducible: x264 varies run to run)
+            assert (tmp_path / e["gt_dir"] / name).read_bytes() == (tmp_path / "serial" / e["gt_dir"] / name).read_bytes()
     assert len({e["trajectory"] for e in entries}) == 3 and all(e["suitable"] == 1 for e in entries)
     with open(tmp_path / "labels.csv", newline="") as f:
         rows = list(csv.reader(f))

@@ -10,6 +10,7 @@ Options (all optional): ``matcher`` ("sequential" | "exhaustive"), ``overlap`` (
 window, 10), ``max_num_features`` (8192), ``max_image_size`` (-1 = as given), ``num_threads``
 (-1 = all cores), ``min_model_size`` (smallest reconstruction kept; N // 2 clipped to [3, 10]),
 ``seed`` (0, COLMAP's random seed), ``mapper`` (dict of IncrementalMapperOptions overrides),
+``pipeline`` (dict of IncrementalPipelineOptions overrides, e.g. the global-BA frequency),
 ``keep_dir`` (a directory to keep the workspace in, for debugging), ``verbose`` (COLMAP's info
 log; off by default: the process-wide glog level is raised to warnings).
 """
@@ -94,6 +95,8 @@ def _sfm(work: Path, names: list[str], use_masks: bool, opts: dict):
     mapping.random_seed = mapping.mapper.random_seed = opts.get("seed", 0)
     for key, value in opts.get("mapper", {}).items():
         setattr(mapping.mapper, key, value)
+    for key, value in opts.get("pipeline", {}).items():  # IncrementalPipelineOptions, e.g. ba_global_frames_ratio
+        setattr(mapping, key, value)
     (work / "sparse").mkdir(exist_ok=True)
     recs = pycolmap.incremental_mapping(database, images, work / "sparse", options=mapping)
     return recs, keypoints
