@@ -119,37 +119,11 @@ def _zoom_fn(rng, seconds):
     return (lambda t: float(lo + (hi - lo) * _smoothstep((t - a) / max(b - a, 1e-3)))), {"zoom_from": lo, "zoom_to": hi, "t0": a, "t1": b}
 
 
-def render_clip(spec: ClipSpec) -> RenderedClip:
-    """Render a clip and its ground truth (deterministic for a given spec)."""
-    category, suitable, _ = label(spec.variant)
-    if spec.variant == "side_by_side":
-        return _side_by_side(spec)
-    t_start = time.perf_counter()
-    if spec.width % 2 or spec.height % 2:
-        raise ValueError("width and height must be even (H.264 yuv420p)")
-    spec = replace(spec, params=dict(spec.params))
-    var = spec.variant
-    vrng = spec.rng(7)
-    W, H = spec.width, spec.height
-    if var == "low_res":
-        W, H = spec.params.get("size") or LOW_RES_SIZES[int(vrng.integers(len(LOW_RES_SIZES)))]
-        spec.params["size"] = [W, H]
-    tq = spec.texture_scale or float(np.clip(max(W, 320) / 854, 0.35, 1.2))
-    scene_seed = spec.seed if spec.scene_seed is None else spec.scene_seed
-    scene = get_scene(spec.layout, scene_seed, tq)
-    crng = spec.rng(1)
-    hfov = spec.hfov_deg or float(crng.uniform(55, 75))
-    if var == "long_focal":
-        hfov = spec.params.setdefault("hfov_deg", float(vrng.uniform(3, 8) if spec.layout != "room" else vrng.uniform(8, 12)))
-    f = W / 2 / math.tan(math.radians(hfov) / 2)
-    xi = 0.0
-    if var == "fisheye":
-        xi = spec.params.setdefault("alpha", float(vrng.uniform(1.2, 2.2)))
-        f = xi * H / 2 * spec.params.setdefault("circle_scale", float(vrng.uniform(1.0, 1.5)))
-    cam = CameraModel(f, f, (W - 1) / 2, (H - 1) / 2, W, H, xi)
-    T = spec.seconds
+def _path_and_objects(spec: ClipSpec, scene, cam: CameraModel, hfov: float, tq: float, vrng, path_rng, orng):
+    """The camera path and the moving objects placed to cross its view (variants adjust both)."""
+    var, T = spec.variant, spec.seconds
     traj = "tripod" if var in ("tripod", "long_focal") else spec.trajectory
-    path = cp.make_path(traj, spec.rng(2), scene, T, spec.shake)
+    path = cp.make_path(traj, path_rng, scene, T, spec.shake)
     if var == "shot_change":
         n_cuts = spec.params.setdefault("n_cuts", int(vrng.integers(1, 3)))
         cuts = sorted(vrng.uniform(0.25, 0.8, n_cuts) * T)
@@ -163,7 +137,6 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         fn, info = _zoom_fn(vrng, T)
         path.focal_scale = fn
         spec.params.update(info)
-    orng = spec.rng(3)
     lo, hi = DEFAULT_OBJECTS[spec.layout]
     n_obj = spec.n_objects if spec.n_objects is not None else int(orng.integers(lo, hi + 1))
     if var == "static_scene":
@@ -196,6 +169,49 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         objects += near_objs
     for k, o in enumerate(objects):
         o.obj_id = k + 1
+    return path, objects
+
+
+def render_clip(spec: ClipSpec) -> RenderedClip:
+    """Render a clip and its ground truth (deterministic for a given spec)."""
+    category, suitable, _ = label(spec.variant)
+    if spec.variant == "side_by_side":
+        return _side_by_side(spec)
+    t_start = time.perf_counter()
+    if spec.width % 2 or spec.height % 2:
+        raise ValueError("width and height must be even (H.264 yuv420p)")
+    spec = replace(spec, params=dict(spec.params))
+    var = spec.variant
+    vrng = spec.rng(7)
+    W, H = spec.width, spec.height
+    if var == "low_res":
+        W, H = spec.params.get("size") or LOW_RES_SIZES[int(vrng.integers(len(LOW_RES_SIZES)))]
+        spec.params["size"] = [W, H]
+    tq = spec.texture_scale or float(np.clip(max(W, 320) / 854, 0.35, 1.2))
+    scene_seed = spec.seed if spec.scene_seed is None else spec.scene_seed
+    scene = get_scene(spec.layout, scene_seed, tq)
+    crng = spec.rng(1)
+    hfov = spec.hfov_deg or float(crng.uniform(55, 75))
+    if var == "long_focal":
+        hfov = spec.params.setdefault("hfov_deg", float(vrng.uniform(3, 8) if spec.layout != "room" else vrng.uniform(8, 12)))
+    f = W / 2 / math.tan(math.radians(hfov) / 2)
+    xi = 0.0
+    if var == "fisheye":
+        xi = spec.params.setdefault("alpha", float(vrng.uniform(1.2, 2.2)))
+        f = xi * H / 2 * spec.params.setdefault("circle_scale", float(vrng.uniform(1.0, 1.5)))
+    cam = CameraModel(f, f, (W - 1) / 2, (H - 1) / 2, W, H, xi)
+    T = spec.seconds
+    path, objects = _path_and_objects(spec, scene, cam, hfov, tq, vrng, spec.rng(2), spec.rng(3))
+    redraws = 0
+    # A dynamic clip needs moving objects. A path that sweeps most of a small room leaves no place
+    # where they can cross the view without running into the camera: draw another path.
+    while var == "none" and not objects and redraws < 5:
+        redraws += 1
+        path, objects = _path_and_objects(spec, scene, cam, hfov, tq, vrng, spec.rng(100 + redraws), spec.rng(200 + redraws))
+    if var == "none" and not objects:
+        raise RuntimeError(f"no moving object fits clip seed {spec.seed} ({spec.layout}, {spec.trajectory}) after {redraws} camera paths")
+    if redraws:
+        spec.params["camera_path_redraws"] = redraws
     if var == "huge_object":
         d = float(vrng.uniform(0.9, 1.6))
         vf = 2 * math.atan(H / 2 / f)
