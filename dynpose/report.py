@@ -87,6 +87,7 @@ class BenchmarkReport:
     table_all_succeed: list[dict]  # the same over the videos where every method succeeded
     all_succeed_videos: list[str]
     per_category: list[dict]  # mean ATE per method (rows) and camera trajectory type (columns)
+    per_video: list[dict]  # one row per video and method (per_video_table)
     mask_table: list[dict]  # mean IoU per mask component, union first
     filter_table: list[dict]  # AP and precision at recall >= 0.40 per filter
     markdown: str
@@ -137,6 +138,18 @@ def ate_by_type(pose_rows: list[dict], methods: list[str]) -> tuple[str, list[di
         mine = [r for r in pose_rows if r["method"] == method]
         rows.append({"method": method, **{t: _nanmean(r.get("ate") for r in mine if group(r) == t) for t in types}})
     return key, rows
+
+
+def per_video_table(pose_rows: list[dict], methods: list[str]) -> list[dict]:
+    """One row per video and method, in clip order: registered share, ATE, RPE, and how it was filled."""
+    name = lambda r: r.get("clip") or r["video_id"]  # noqa: E731
+    order = {m: i for i, m in enumerate(methods)}
+    return [{
+        "video": name(r), "trajectory": r.get("trajectory") or r.get("category") or "", "method": r["method"],
+        "% frames registered": 100.0 * _num(r.get("registered_ratio")), "ATE": _num(r.get("ate")),
+        "RPE-t": _num(r.get("rpe_t")), "RPE-r": _num(r.get("rpe_r")),
+        "filled": r.get("filled") if r.get("filled") not in (None, "none") else "",
+    } for r in sorted(pose_rows, key=lambda r: (name(r), order.get(r["method"], len(order))))]
 
 
 def mask_table(mask_rows: list[dict]) -> list[dict]:
@@ -230,6 +243,7 @@ def build_benchmark_report(
     table = method_table(pose_rows, reprojection_rows, methods)
     table_ok = method_table(pose_rows, reprojection_rows, methods, set(subset)) if subset else []
     type_key, per_type = ate_by_type(pose_rows, pose_methods)
+    per_video = per_video_table(pose_rows, pose_methods)
     masks, filters = mask_table(mask_rows), filter_table(filter_rows)
     figures = _plots(pose_rows, reprojection_rows, filter_rows, methods, examples, seed, max_examples)
 
@@ -245,6 +259,7 @@ def build_benchmark_report(
            _md(table_ok, "_No video where every method succeeded._"), "",
            FAILURE_NOTE, "", _fill_note(pose_rows, pose_methods), ""]
     md += [f"## ATE by camera {type_key}", "", _md(per_type if per_type and len(per_type[0]) > 1 else []), ""]
+    md += ["## Camera pose per video", "", _md(per_video), ""]
     md += ["## Dynamic masks (IoU against ground truth)", "", _md(masks, "_No mask evaluation rows._"), ""]
     if mask_rows:
         md += [f"Mean dynamic coverage: ground truth {_nanmean(r.get('gt_coverage') for r in mask_rows):.3f}, "
@@ -252,4 +267,4 @@ def build_benchmark_report(
     md += ["## Filters (precision / recall against suitability labels)", "", _md(filters, NO_FILTERS), ""]
     if figures:
         md += ["## Figures", ""] + [f"![{Path(name).stem.replace('_', ' ')}]({name})" for name in figures] + [""]
-    return BenchmarkReport(table, table_ok, subset, per_type, masks, filters, "\n".join(md), figures)
+    return BenchmarkReport(table, table_ok, subset, per_type, per_video, masks, filters, "\n".join(md), figures)

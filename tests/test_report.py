@@ -110,6 +110,17 @@ def test_side_tables(report):
     assert [(r["filter"], r["AP"], r["precision @ recall >= 0.40"]) for r in report.filter_table] == [("flow", 0.75, 0.8), ("vlm", 0.6, 0.5)]
 
 
+def test_per_video_table(report):
+    rows = report.per_video
+    assert len(rows) == 15
+    # Video order first, then the methods in their table order.
+    assert [(r["video"], r["method"]) for r in rows[:4]] == [("v0", "ours"), ("v0", "colmap"), ("v0", "identity"), ("v1", "ours")]
+    failed = next(r for r in rows if r["video"] == "v4" and r["method"] == "colmap")
+    assert failed["% frames registered"] == pytest.approx(30.0) and failed["filled"] == "failure" and failed["ATE"] == 2.0
+    assert next(r for r in rows if r["video"] == "v2" and r["method"] == "ours")["RPE-r"] == pytest.approx(3.0)
+    assert "## Camera pose per video" in report.markdown
+
+
 def test_markdown_and_written_plots(report, tmp_path):
     md = report.markdown
     for method in ATE:

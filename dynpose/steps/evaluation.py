@@ -28,6 +28,7 @@ POSE_BENCH_SCHEMA = pa.schema(
         ("ate", pa.float64()), ("rpe_t", pa.float64()), ("rpe_r", pa.float64()),
         ("registered_ratio", pa.float64()), ("success", pa.bool_()), ("filled", pa.string()), ("n_frames", pa.int32()),
         ("seconds", pa.float64()), ("peak_mib", pa.float64()), ("category", pa.string()), ("trajectory", pa.string()),
+        ("clip", pa.string()),  # the synthetic clip's name, e.g. 000_room_handheld_walk
     ]
 )
 REPROJ_SCHEMA = pa.schema(
@@ -116,7 +117,7 @@ def compute_pose_benchmark(ctx: StepContext) -> pa.Table:
             "video_id": row["video_id"], "method": row["method"], "status": row["status"],
             **{k: m[k] for k in ("ate", "rpe_t", "rpe_r", "registered_ratio", "success", "n_frames")},
             "filled": m.get("filled") or None, "seconds": row["seconds"], "peak_mib": row["peak_mib"],
-            "category": gt.meta.get("category"), "trajectory": gt.meta.get("trajectory"),
+            "category": gt.meta.get("category"), "trajectory": gt.meta.get("trajectory"), "clip": gt.meta.get("name"),
         })
     return pa.Table.from_pylist(out, schema=POSE_BENCH_SCHEMA)
 
@@ -268,7 +269,7 @@ PRODUCTS = [
         "eval",
     ),
     Product(
-        "pose_benchmark", "1", ("camera_poses", "baseline_poses"), compute_pose_benchmark,
+        "pose_benchmark", "2", ("camera_poses", "baseline_poses"), compute_pose_benchmark,
         "Per video and method: ATE, RPE-t, RPE-r (evo, Sim(3), delta 1), registered ratio, success (>= 80%).",
         "eval",
     ),
@@ -288,7 +289,7 @@ PRODUCTS = [
         "eval", aggregate=True,
     ),
     Product(
-        "benchmark_report", "1", ("pose_benchmark", "reprojection_benchmark", "mask_benchmark", "filter_benchmark", "camera_poses", "baseline_poses"),
+        "benchmark_report", "2", ("pose_benchmark", "reprojection_benchmark", "mask_benchmark", "filter_benchmark", "camera_poses", "baseline_poses"),
         compute_benchmark_report,
         "Paper-style comparison tables (all videos with failures filled; videos where all methods succeed) and plots.",
         "eval", aggregate=True, metadata=_report_metadata("benchmark", "report.md"),
