@@ -144,3 +144,19 @@ def test_bad_tracks_fail_gracefully():
     res = run_sfm(still, None, ts, FAST)
     assert res.poses_w2c.shape == (n, 3, 4) and len(res.registered) == n
     assert not res.registered.any() and res.extra["reason"]
+
+
+def test_maps_again_without_focal_calibration_when_it_breaks_mapping(synthetic, monkeypatch):
+    # Seen on a low-parallax street dolly: after calibrate_view_graph neither mapper built a model,
+    # without it both did. Emulate a calibration that ruins mapping; the second round must recover.
+    from dynpose.annotate import sfm
+
+    tracks, masks, gt = synthetic
+    calibrated = []
+    real_verify, real_map = sfm._verify, sfm._map
+    monkeypatch.setattr(sfm, "_verify", lambda db, cfg, calibrate: (calibrated.append(calibrate), real_verify(db, cfg, calibrate))[1])
+    monkeypatch.setattr(sfm, "_map", lambda db, out, mapper, cfg: {} if calibrated[-1] else real_map(db, out, mapper, cfg))
+    res = run_sfm(tracks, masks, gt.timestamps, FAST)
+    assert calibrated == [True, False]
+    assert [(a["calibrated_focal"], a["models"]) for a in res.extra["attempts"]] == [(True, 0), (False, 1)]
+    assert res.registered.all() and evaluate_trajectory(res, gt)["success"]

@@ -188,7 +188,7 @@ def write_database(path: Path, corr: Correspondences, width: int, height: int, c
     return {"pairs": sum(len(m) >= cfg.min_num_inliers for m in pairs.values()), "matches": int(sum(len(m) for m in pairs.values()))}
 
 
-def _verify(db_path: Path, cfg: SfmConfig) -> None:
+def _verify(db_path: Path, cfg: SfmConfig, calibrate: bool) -> None:
     import pycolmap
 
     tvg = pycolmap.TwoViewGeometryOptions()
@@ -199,7 +199,7 @@ def _verify(db_path: Path, cfg: SfmConfig) -> None:
     ver = pycolmap.GeometricVerifierOptions()
     ver.num_threads = cfg.num_threads
     pycolmap.geometric_verification(str(db_path), verifier_options=ver, two_view_geometry_options=tvg)
-    if cfg.calibrate_view_graph:
+    if calibrate:
         pycolmap.calibrate_view_graph(str(db_path))
 
 
@@ -298,9 +298,49 @@ def run_sfm(
         pycolmap.logging.minloglevel = level
 
 
-def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir) -> PoseResult:
+def _map_database(tmp: Path, corr: Correspondences, timestamps: np.ndarray, w: int, h: int, cfg: SfmConfig,
+                  calibrate: bool, timings: dict, attempts: list) -> tuple[PoseResult | None, dict]:
+    """Write and verify a database, then run the mappers in turn; the best model and database stats."""
     import pycolmap
 
+    db_path = tmp / "database.db"
+    suffix = "" if calibrate == cfg.calibrate_view_graph else "_uncalibrated"
+    t0 = time.perf_counter()
+    db_stats = write_database(db_path, corr, w, h, cfg)
+    timings[f"database{suffix}_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _verify(db_path, cfg, calibrate)
+    timings[f"verification{suffix}_s"] = time.perf_counter() - t0
+    with pycolmap.Database.open(str(db_path)) as db:
+        db_stats["verified_pairs"] = int(db.num_verified_image_pairs())
+    if db_stats["verified_pairs"] == 0:
+        return None, db_stats
+    mappers = [cfg.mapper] + ([m for m in ("global", "incremental") if m != cfg.mapper] if cfg.fallback else [])
+    best = None
+    for mapper in mappers:
+        out = tmp / mapper
+        out.mkdir()
+        t0 = time.perf_counter()
+        try:
+            recs = _map(db_path, out, mapper, cfg)
+        except Exception as exc:  # pycolmap raises plain RuntimeError on degenerate input
+            log.warning("%s mapper failed: %s", mapper, exc)
+            recs = {}
+        timings[f"{mapper}_mapping{suffix}_s"] = time.perf_counter() - t0
+        attempt = {"mapper": mapper, "calibrated_focal": calibrate, "registered_ratio": 0.0, "models": len(recs)}
+        if recs:
+            rec = max(recs.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+            result = _to_result(rec, timestamps, w, h, mapper)
+            attempt["registered_ratio"] = result.registered_ratio
+            if best is None or result.registered_ratio > best.registered_ratio:
+                best = result
+        attempts.append(attempt)
+        if best is not None and best.registered_ratio >= cfg.min_registered:
+            break
+    return best, db_stats
+
+
+def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir) -> PoseResult:
     w, h = tracklets.width, tracklets.height
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -308,41 +348,19 @@ def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir) -> PoseResu
     timings["correspondences_s"] = time.perf_counter() - t0
     if corr.num_tracks < 20:
         return failed_result(timestamps, w, h, "too few static tracks", cfg, stats=corr.stats, timings=timings)
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        db_path = Path(tmp) / "database.db"
-        t0 = time.perf_counter()
-        db_stats = write_database(db_path, corr, w, h, cfg)
-        timings["database_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        _verify(db_path, cfg)
-        timings["verification_s"] = time.perf_counter() - t0
-        with pycolmap.Database.open(str(db_path)) as db:
-            db_stats["verified_pairs"] = int(db.num_verified_image_pairs())
-        stats = {**corr.stats, **db_stats}
-        if db_stats["verified_pairs"] == 0:
+    best, attempts, stats = None, [], dict(corr.stats)
+    # The view-graph focal calibration helps most clips, but a wrong focal from it can leave both
+    # mappers with nothing to triangulate (a low-parallax dolly): then map again without it.
+    for calibrate in dict.fromkeys([cfg.calibrate_view_graph, False]):
+        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+            result, verified = _map_database(Path(tmp), corr, timestamps, w, h, cfg, calibrate, timings, attempts)
+        stats.update(verified)
+        if result is not None and (best is None or result.registered_ratio > best.registered_ratio):
+            best = result
+        if best is not None and best.registered_ratio >= cfg.min_registered:
+            break
+        if verified["verified_pairs"] == 0:
             return failed_result(timestamps, w, h, "no verified image pair", cfg, stats=stats, timings=timings)
-        mappers = [cfg.mapper] + ([m for m in ("global", "incremental") if m != cfg.mapper] if cfg.fallback else [])
-        best, attempts = None, []
-        for mapper in mappers:
-            out = Path(tmp) / mapper
-            out.mkdir()
-            t0 = time.perf_counter()
-            try:
-                recs = _map(db_path, out, mapper, cfg)
-            except Exception as exc:  # pycolmap raises plain RuntimeError on degenerate input
-                log.warning("%s mapper failed: %s", mapper, exc)
-                recs = {}
-            timings[f"{mapper}_mapping_s"] = time.perf_counter() - t0
-            if recs:
-                rec = max(recs.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
-                result = _to_result(rec, timestamps, w, h, mapper)
-                attempts.append({"mapper": mapper, "registered_ratio": result.registered_ratio, "models": len(recs)})
-                if best is None or result.registered_ratio > best.registered_ratio:
-                    best = result
-            else:
-                attempts.append({"mapper": mapper, "registered_ratio": 0.0, "models": 0})
-            if best is not None and best.registered_ratio >= cfg.min_registered:
-                break
     if best is None:
         return failed_result(timestamps, w, h, "mapper produced no model", cfg, stats=stats, timings=timings, attempts=attempts)
     best.extra.update(stats=stats, timings=timings, attempts=attempts)
