@@ -8,6 +8,8 @@ products are all fresh gets its skips recorded in the ledger without starting a 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +47,24 @@ def dagster_home(lake: Lake) -> Path:
 def instance_for(lake: Lake):
     import dagster as dg
 
-    os.environ["DAGSTER_HOME"] = str(dagster_home(lake))
-    return dg.DagsterInstance.get()
+    home = dagster_home(lake)
+    os.environ["DAGSTER_HOME"] = str(home)
+    instance = dg.DagsterInstance.get()
+    try:
+        instance.get_dynamic_partitions("video_shards")
+    except dg.DagsterInvalidInvocationError:
+        # A process killed while Dagster first created its SQLite storage leaves tables missing,
+        # and Dagster's migrations do not add them back. The instance holds only run history (the
+        # ledger decides what is stale), so its storage is moved aside and started afresh.
+        instance.dispose()
+        aside = home / f"broken-{time.strftime('%Y%m%dT%H%M%S')}"
+        for name in ("history", "storage", "schedules"):
+            if (home / name).exists():
+                aside.mkdir(exist_ok=True)
+                shutil.move(str(home / name), str(aside / name))
+        print(f"dagster storage in {home} was incomplete (an interrupted first run?): moved to {aside}, started afresh")
+        instance = dg.DagsterInstance.get()
+    return instance
 
 
 @dataclass

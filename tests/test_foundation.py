@@ -243,3 +243,28 @@ def test_library_modules_do_not_import_dagster():
         if "import dagster" in text or "from dagster" in text:
             offenders.append(str(path.relative_to(REPO)))
     assert not offenders, offenders
+
+
+def test_incomplete_dagster_storage_is_moved_aside(tmp_path, monkeypatch, capsys):
+    # Seen when `dynpose materialize` was killed while Dagster created its SQLite tables: the next
+    # run failed on the missing dynamic-partitions table, which `dagster instance migrate` does not add.
+    import sqlite3
+
+    from dynpose.orchestrate import instance_for
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    lake = Lake(str(tmp_path / "lake"))
+    instance_for(lake).add_dynamic_partitions("video_shards", ["s00000"])
+    dropped = 0
+    for db in (tmp_path / "lake" / "_dagster").rglob("*.db"):
+        with sqlite3.connect(db) as con:
+            if con.execute("select name from sqlite_master where name = 'dynamic_partitions'").fetchone():
+                con.execute("drop table dynamic_partitions")
+                dropped += 1
+    assert dropped == 1
+    monkeypatch.delenv("DAGSTER_HOME")
+    instance = instance_for(lake)
+    instance.add_dynamic_partitions("video_shards", ["s00001"])
+    assert instance.get_dynamic_partitions("video_shards") == ["s00001"]
+    assert "moved to" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "lake" / "_dagster").glob("broken-*/history")]
