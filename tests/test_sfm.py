@@ -160,3 +160,28 @@ def test_maps_again_without_focal_calibration_when_it_breaks_mapping(synthetic, 
     assert calibrated == [True, False]
     assert [(a["calibrated_focal"], a["models"]) for a in res.extra["attempts"]] == [(True, 0), (False, 1)]
     assert res.registered.all() and evaluate_trajectory(res, gt)["success"]
+
+
+def test_continued_windows_link_into_long_tracks():
+    # Window 1 (query frame 2) continues both points of window 0; the overlap collapses to one
+    # observation per frame, and a continued point masked at the query frame is not linked.
+    pts0 = np.zeros((4, 2, 2), np.float32)
+    pts0[:, 0] = [[10, 10], [11, 10], [12, 10], [13, 10]]
+    pts0[:, 1] = [[30, 10], [31, 10], [32, 10], [33, 10]]
+    pts1 = np.zeros((4, 2, 2), np.float32)
+    pts1[:, 0] = [[12, 10], [13, 10], [14, 10], [15, 10]]
+    pts1[:, 1] = [[32, 10], [33, 10], [34, 10], [35, 10]]
+    win0 = TrackWindow(0, np.arange(4), pts0, np.ones((4, 2), bool))
+    win1 = TrackWindow(2, np.arange(2, 6), pts1, np.ones((4, 2), bool), continues=np.array([0, 1]))
+    tracks = Tracklets([win0, win1], 6, 50, 20)
+    cfg = SfmConfig(min_track_length=1, obs_per_frame=0, mask_dilate=0, mask_policy="drop")
+    corr = build_correspondences(tracks, None, cfg)
+    assert corr.num_tracks == 2 and len(corr.frame) == 12
+    for t in range(2):
+        assert sorted(corr.frame[corr.track == t]) == [0, 1, 2, 3, 4, 5]
+    masks = np.zeros((6, 20, 50), bool)
+    masks[2, :, 31:33] = True  # point 1 at the query frame of window 1
+    corr = build_correspondences(tracks, masks, cfg)
+    lengths = sorted(np.bincount(corr.track).tolist())
+    assert corr.num_tracks == 3 and lengths == [3, 3, 6]  # 0-1,3 and 3-5 stay apart; point 0 is linked
+

@@ -133,3 +133,25 @@ def test_learned_backend_plumbing(tmp_path):
     assert win.points.shape == (6, 16, 2) and win.visible.shape == (6, 16)
     moved = np.abs(win.points[1][win.visible[1]] - win.points[0][win.visible[1]]).max()
     assert moved <= LearnedTracker.radius + 1e-3  # a step never leaves its search window
+
+
+def test_new_windows_continue_live_tracks():
+    v = (0.6, 0.3)
+    frames = translating_clip(26, v)
+    cfg = TrackConfig(grid=12, stride=5, length=10)
+    tr = track_grid(frames, cfg)
+    assert (tr.windows[0].continues == -1).all()
+    for prev, win in zip(tr.windows, tr.windows[1:]):
+        cont = np.flatnonzero(win.continues >= 0)
+        assert len(cont) > 0.5 * 144  # most cells still hold a live point of the previous window (corners drift across cell edges)
+        q, at = win.query_offset, win.query_frame - prev.frame_indices[0]
+        # A continued query starts exactly where the previous window's track is, and stays with it.
+        assert np.array_equal(win.points[q, cont], prev.points[at, win.continues[cont]])
+        assert prev.visible[at, win.continues[cont]].all()
+        both = prev.visible[at:, win.continues[cont]] & win.visible[: len(prev.frame_indices) - at, cont]
+        assert np.array_equal(win.points[: len(prev.frame_indices) - at, cont][both], prev.points[at:, win.continues[cont]][both])
+    # Still one point per cell and still accurate.
+    errs = np.concatenate([np.linalg.norm(w.points - (w.points[0][None] + np.outer(w.frame_indices - w.query_frame, v)[:, None]), axis=2)[w.visible] for w in tr.windows])
+    assert np.median(errs) < 0.15
+    fresh = track_grid(frames, TrackConfig(grid=12, stride=5, length=10, continue_tracks=False))
+    assert all((w.continues == -1).all() for w in fresh.windows)

@@ -1,6 +1,7 @@
 """Global bundle adjustment on static tracklets (DynPose-100K appendix A.3, "Global bundle adjustment").
 
-Tracklets minus observations inside dynamic masks become a COLMAP database that pycolmap maps:
+Tracklets minus observations inside dynamic masks, with continued points linked across windows
+into long tracks, become a COLMAP database that pycolmap maps:
 
 - one camera shared by all frames (SIMPLE_RADIAL by default, focal guess ``focal_guess * max(W, H)``,
   focal and k1 refined by the mapper's bundle adjustment);
@@ -112,12 +113,16 @@ def build_correspondences(tracklets: Tracklets, masks: np.ndarray | None, cfg: S
             raise ValueError(f"unknown mask_policy {cfg.mask_policy!r}")
         frame, track, xy, off = frame[~bad], track[~bad], xy[~bad], off[~bad]
         stats["masked"] = int(bad.sum())
-    if cfg.max_track_span and len(off):
+    frame, track, xy = _link_windows(tracklets, frame, track, xy)
+    stats["linked_observations"] = len(frame)
+    if cfg.max_track_span and len(frame):
         # Chained trackers drift; pieces of a track become separate 3-D points.
-        piece = (off - off.min()) // cfg.max_track_span
+        start = np.full(int(track.max()) + 1, tracklets.num_frames)
+        np.minimum.at(start, track, frame)
+        piece = (frame - start[track]) // cfg.max_track_span
         track = track * (int(piece.max()) + 1) + piece
         _, track = np.unique(track, return_inverse=True)
-        next_id = int(track.max()) + 1 if len(track) else 0
+    next_id = int(track.max()) + 1 if len(track) else 0
     # Keep tracks seen often enough, then the longest ones until every frame has its quota.
     length = np.bincount(track, minlength=next_id)
     keep = length >= cfg.min_track_length
@@ -128,6 +133,30 @@ def build_correspondences(tracklets: Tracklets, masks: np.ndarray | None, cfg: S
     _, track = np.unique(track, return_inverse=True)
     stats.update(kept_observations=len(frame), tracks=int(track.max()) + 1 if len(track) else 0)
     return Correspondences(frame, track, xy.astype(np.float32), tracklets.num_frames, stats)
+
+
+def _link_windows(tracklets: Tracklets, frame: np.ndarray, track: np.ndarray, xy: np.ndarray):
+    """Merge a window's continued points (``TrackWindow.continues``) into the tracks they continue.
+
+    A link holds only where both ends survived masking at the new window's query frame; the
+    windows' identical observations over their overlap collapse to one per (track, frame).
+    """
+    n = tracklets.num_frames
+    base = np.cumsum([0] + [w.visible.shape[1] for w in tracklets.windows])
+    root = np.arange(base[-1])
+    kept = np.unique(track * n + frame)
+    for k in range(1, len(tracklets.windows)):
+        win = tracklets.windows[k]
+        p = np.flatnonzero(win.continues >= 0)
+        if not len(p):
+            continue
+        new, old = base[k] + p, base[k - 1] + win.continues[p]
+        ok = np.isin(new * n + win.query_frame, kept) & np.isin(old * n + win.query_frame, kept)
+        root[new[ok]] = root[old[ok]]  # windows in order: the old end is already resolved
+    track = root[track]
+    _, first = np.unique(track * n + frame, return_index=True)
+    _, track = np.unique(track[first], return_inverse=True)
+    return frame[first], track, xy[first]
 
 
 def _select_tracks(frame, track, length, keep, num_frames, quota, seed) -> np.ndarray:

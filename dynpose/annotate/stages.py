@@ -124,7 +124,7 @@ def _tracks(video: dict, frames, cfg: TrackConfig):
         rows.append({
             "video_id": video["video_id"], "window": w, "query_frame": int(win.query_frame),
             "frame_indices": [int(i) for i in win.frame_indices], "num_points": int(xy.shape[1]),
-            "xy": xy.tobytes(), "visible": vis.tobytes(),
+            "xy": xy.tobytes(), "visible": vis.tobytes(), "continues": win.continues.astype(np.int32).tobytes(),
         })
     survival = tracks.survival()
     summary = {
@@ -148,6 +148,7 @@ def tracklets_from_rows(rows: list[dict], num_frames: int, width: int, height: i
             query_frame=r["query_frame"], frame_indices=np.asarray(r["frame_indices"]),
             points=np.frombuffer(r["xy"], np.float32).reshape(t, p, 2),
             visible=np.frombuffer(r["visible"], np.uint8).reshape(t, p).astype(bool),
+            continues=np.frombuffer(r["continues"], np.int32).astype(np.int64),
         ))
     return Tracklets(windows, num_frames, width, height)
 

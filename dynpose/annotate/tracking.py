@@ -9,7 +9,11 @@ so the paper's padding (a BootsTAP speed trick) is not needed.
 
 Back ends: ``"lk"`` (default), ``"dis"`` (dense DIS flow chained frame to frame, same checks) and
 ``"learned"`` (a small torch correlation tracker that needs a checkpoint, see ``LearnedTracker``).
-Query points are snapped to the best corner of their grid cell (``snapped_grid``).
+Query points are snapped to the best corner of their grid cell (``snapped_grid``), and a cell
+where a point of the previous window is still tracked continues that point instead
+(``continue_tracks``): the new window records which point it continues, so tracks can be linked
+across windows into tracks as long as the point stays visible. A 30-frame track holds too little
+parallax for a slow forward dolly; a linked one spans the clip.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class TrackConfig:
     query: str = "start"  # query frame of a window: "start" (tracked forward) or "middle" (forward and backward)
     snap: bool = True  # move each grid query to the most trackable pixel of its cell (LK needs corners)
     min_corner: float = 0.02  # cells whose best corner score is below this x the frame's 95th percentile are dropped
+    continue_tracks: bool = True  # a new window continues the previous window's live points (query="start" only)
     checkpoint: str | None = None  # learned back end only
 
 
@@ -48,6 +53,11 @@ class TrackWindow:
     frame_indices: np.ndarray  # (T,) consecutive indices into the sampled frames, query frame among them
     points: np.ndarray  # (T, P, 2) float32 pixel coordinates at input resolution
     visible: np.ndarray  # (T, P) bool; once lost (going away from the query frame) a point stays lost
+    continues: np.ndarray | None = None  # (P,) int: the previous window's point this query point continues, -1 none
+
+    def __post_init__(self):
+        if self.continues is None:
+            self.continues = np.full(self.points.shape[1], -1, np.int64)
 
     @property
     def query_offset(self) -> int:
@@ -114,6 +124,37 @@ def snapped_grid(gray: np.ndarray, n: int, min_corner: float) -> tuple[np.ndarra
     pts = np.stack([cols[np.arange(n)[None, :], bx], rows[np.arange(n)[:, None], by]], -1).reshape(-1, 2).astype(np.float32)
     keep = flat.max(axis=2).ravel() >= min_corner * max(float(np.percentile(score, 95)), 1e-12)
     return pts, keep
+
+
+def _cell_index(pts: np.ndarray, width: int, height: int, n: int) -> np.ndarray:
+    """Grid cell (row-major, as in :func:`snapped_grid`) of each point."""
+    ys = np.linspace(0, height, n + 1).astype(int)
+    xs = np.linspace(0, width, n + 1).astype(int)
+    row = np.clip(np.searchsorted(ys, pts[:, 1], side="right") - 1, 0, n - 1)
+    col = np.clip(np.searchsorted(xs, pts[:, 0], side="right") - 1, 0, n - 1)
+    return row * n + col
+
+
+def continued_queries(query: np.ndarray, keep: np.ndarray, prev: np.ndarray, prev_alive: np.ndarray,
+                      size: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A window's grid queries where each cell holding live points of the previous window continues one of them.
+
+    In such a cell the live point nearest the cell's own query replaces it, so the new window's
+    track starts exactly where the old one is; returns (query, keep, continues), ``continues``
+    the previous window's point index per query, -1 for a fresh query.
+    """
+    query, keep = query.copy(), keep.copy()
+    continues = np.full(len(query), -1, np.int64)
+    live = np.flatnonzero(prev_alive)
+    if len(live):
+        cells = _cell_index(prev[live], size[0], size[1], n)
+        dist = np.linalg.norm(prev[live] - query[cells], axis=1)
+        order = np.lexsort((dist, cells))
+        _, first = np.unique(cells[order], return_index=True)
+        chosen = live[order[first]]
+        cells = cells[order[first]]
+        query[cells], keep[cells], continues[cells] = prev[chosen], True, chosen
+    return query, keep, continues
 
 
 def _to_gray(frames: np.ndarray, max_side: int | None) -> tuple[list[np.ndarray], float]:
@@ -275,17 +316,19 @@ def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
         windows.append(win)
         queries.append((pts, keep))
     for forward in (True, False):
-        _sweep(tracker, windows, queries, forward, (gw, gh), scale, cfg)
+        _sweep(tracker, windows, queries, forward, (gw, gh), scale, cfg, continue_tracks=forward and cfg.continue_tracks and cfg.query == "start")
     for win in windows:  # lost points keep their last position; zero them so nobody uses them
         win.points[~win.visible] = 0.0
     return Tracklets(windows, n, w, h, {"tracking_s": time.perf_counter() - t0})
 
 
-def _sweep(tracker: StepTracker, windows: list[TrackWindow], queries: list, forward: bool, size: tuple[int, int], scale: float, cfg: TrackConfig) -> None:
+def _sweep(tracker: StepTracker, windows: list[TrackWindow], queries: list, forward: bool, size: tuple[int, int], scale: float,
+           cfg: TrackConfig, continue_tracks: bool = False) -> None:
     """Track every window from its query frame to its last (forward) or first frame, in place.
 
     All windows alive at a frame move in one tracker call, so the cost is one step per frame pair
-    and direction whatever the number of windows.
+    and direction whatever the number of windows. With ``continue_tracks`` a window starting at
+    frame t continues the live points of the window before it (see :func:`continued_queries`).
     """
     gw, gh = size
     n = max((int(win.frame_indices[-1]) + 1 for win in windows), default=0)
@@ -294,6 +337,10 @@ def _sweep(tracker: StepTracker, windows: list[TrackWindow], queries: list, forw
     for t in range(n) if forward else range(n - 1, -1, -1):
         for k, win in enumerate(windows):
             if win.query_frame == t:
+                if continue_tracks and k > 0 and pos[k - 1] is not None and windows[k - 1].frame_indices[-1] >= t:
+                    queries[k] = continued_queries(*queries[k][:2], pos[k - 1], alive[k - 1], size, cfg.grid)
+                    off = t - win.frame_indices[0]
+                    win.points[off], win.visible[off], win.continues = _to_input(queries[k][0], scale), queries[k][1], queries[k][2]
                 pos[k], alive[k] = queries[k][0].copy(), queries[k][1].copy()
         nxt = t + 1 if forward else t - 1
         active = [k for k, win in enumerate(windows) if pos[k] is not None and win.frame_indices[0] <= nxt <= win.frame_indices[-1] and alive[k].any()]

@@ -113,12 +113,12 @@ PRODUCTS = [
         "annotations",
     ),
     Product(
-        "tracklets", "1", ("sampled_frames",), compute_tracklets,
+        "tracklets", "2", ("sampled_frames",), compute_tracklets,
         "Per-video tracking summary; grid tracks per query window (xy float32, visibility) in LanceDB table tracklets.",
         "annotations",
     ),
     Product(
-        "camera_poses", "1", ("sampled_frames", "dynamic_masks", "tracklets"), compute_camera_poses,
+        "camera_poses", "2", ("sampled_frames", "dynamic_masks", "tracklets"), compute_camera_poses,
         "Bundle-adjusted world-to-camera poses per sampled frame, registered flags, shared intrinsics, reprojection error.",
         "annotations",
     ),
