@@ -185,3 +185,23 @@ def test_continued_windows_link_into_long_tracks():
     lengths = sorted(np.bincount(corr.track).tolist())
     assert corr.num_tracks == 3 and lengths == [3, 3, 6]  # 0-1,3 and 3-5 stay apart; point 0 is linked
 
+
+def test_keeps_the_global_model_when_retriangulation_loses_it(synthetic, monkeypatch):
+    # Seen on a slow forward dolly: the global mapper's final re-triangulation left no 3-D point
+    # and pycolmap returned no model, although the model before that step was right.
+    from dynpose.annotate import sfm
+
+    tracks, masks, gt = synthetic
+    real_map = sfm._map
+    calls = []
+
+    def flaky(db, out, mapper, cfg):
+        calls.append((mapper, cfg.mapper_options.get("skip_retriangulation", False)))
+        return {} if mapper == "global" and not cfg.mapper_options.get("skip_retriangulation") else real_map(db, out, mapper, cfg)
+
+    monkeypatch.setattr(sfm, "_map", flaky)
+    res = run_sfm(tracks, masks, gt.timestamps, SfmConfig(obs_per_frame=250))
+    assert calls == [("global", False), ("global", True)]
+    assert [(a["mapper"], a["models"]) for a in res.extra["attempts"]] == [("global", 0), ("global_no_retriangulation", 1)]
+    assert res.extra["mapper"] == "global_no_retriangulation"
+    assert res.registered.all() and evaluate_trajectory(res, gt)["success"]

@@ -11,7 +11,9 @@ into long tracks, become a COLMAP database that pycolmap maps:
   fraction of the verification cost, and tracks are rebuilt whole from any connected pair set);
 - two-view geometries verified by COLMAP's own RANSAC (``pycolmap.geometric_verification``);
 - the GLOMAP-style global mapper (default, the paper's Theia global SfM counterpart) or COLMAP's
-  incremental mapper, the other one as fallback when the first registers too few frames.
+  incremental mapper, the other one as fallback when the first registers too few frames (the
+  global mapper is first retried without its final re-triangulation, which can lose every point
+  of a low-parallax clip).
 
 The largest model becomes a :class:`dynpose.camera.PoseResult`. A video that cannot be mapped
 returns all frames unregistered with ``extra["reason"]``; only programming errors raise.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -344,22 +346,27 @@ def _map_database(tmp: Path, corr: Correspondences, timestamps: np.ndarray, w: i
         db_stats["verified_pairs"] = int(db.num_verified_image_pairs())
     if db_stats["verified_pairs"] == 0:
         return None, db_stats
-    mappers = [cfg.mapper] + ([m for m in ("global", "incremental") if m != cfg.mapper] if cfg.fallback else [])
+    mappers = [(cfg.mapper, True)] + ([(m, True) for m in ("global", "incremental") if m != cfg.mapper] if cfg.fallback else [])
+    if cfg.fallback and not cfg.mapper_options.get("skip_retriangulation"):
+        # The global mapper's last step re-triangulates every point from the database; on low-parallax
+        # clips (a slow forward dolly) it can drop all of them and discard a good model. Keep it then.
+        mappers.insert(mappers.index(("global", True)) + 1, ("global", False))
     best = None
-    for mapper in mappers:
-        out = tmp / mapper
+    for mapper, retriangulate in mappers:
+        name = mapper if retriangulate else f"{mapper}_no_retriangulation"
+        out = tmp / name
         out.mkdir()
         t0 = time.perf_counter()
         try:
-            recs = _map(db_path, out, mapper, cfg)
+            recs = _map(db_path, out, mapper, cfg if retriangulate else replace(cfg, mapper_options={**cfg.mapper_options, "skip_retriangulation": True}))
         except Exception as exc:  # pycolmap raises plain RuntimeError on degenerate input
-            log.warning("%s mapper failed: %s", mapper, exc)
+            log.warning("%s mapper failed: %s", name, exc)
             recs = {}
-        timings[f"{mapper}_mapping{suffix}_s"] = time.perf_counter() - t0
-        attempt = {"mapper": mapper, "calibrated_focal": calibrate, "registered_ratio": 0.0, "models": len(recs)}
+        timings[f"{name}_mapping{suffix}_s"] = time.perf_counter() - t0
+        attempt = {"mapper": name, "calibrated_focal": calibrate, "registered_ratio": 0.0, "models": len(recs)}
         if recs:
             rec = max(recs.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
-            result = _to_result(rec, timestamps, w, h, mapper)
+            result = _to_result(rec, timestamps, w, h, name)
             attempt["registered_ratio"] = result.registered_ratio
             if best is None or result.registered_ratio > best.registered_ratio:
                 best = result
