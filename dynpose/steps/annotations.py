@@ -114,7 +114,7 @@ PRODUCTS = [
     ),
     Product(
         "tracklets", "2", ("sampled_frames",), compute_tracklets,
-        "Per-video tracking summary; grid tracks per query window (xy float32, visibility) in LanceDB table tracklets.",
+        "Per-video tracking summary; grid tracks per query window (xy float32, visibility, continued points) in LanceDB table tracklets.",
         "annotations",
     ),
     Product(
