@@ -76,36 +76,35 @@ def list_source(source: str, extensions: tuple[str, ...]) -> list[SourceFile]:
     return out
 
 
-def read_labels(source: str) -> dict[str, dict]:
-    """labels.csv at the source root -> {absolute uri: {suitable, category, reason}}."""
+def _source_file(source: str, name: str):
+    """(bytes of ``name`` at the source root or None, a function from a root-relative path to its uri)."""
     fs, root = filesystem_for(source)
     proto = "s3://" if source.startswith("s3://") else ""
-    path = posixpath.join(root, "labels.csv")
-    if not fs.exists(path):
+    path = posixpath.join(root, name)
+    data = fs.cat_file(path) if fs.exists(path) else None
+    return data, lambda rel: proto + posixpath.normpath(posixpath.join(root, rel))
+
+
+def read_labels(source: str) -> dict[str, dict]:
+    """labels.csv at the source root -> {absolute uri: {suitable, category, reason}}."""
+    data, uri = _source_file(source, "labels.csv")
+    if data is None:
         return {}
-    out = {}
-    for row in csv.DictReader(io.StringIO(fs.cat_file(path).decode())):
-        uri = proto + posixpath.normpath(posixpath.join(root, row["file"]))
-        out[uri] = {"suitable": int(row["suitable"]), "category": row.get("category") or None, "reason": row.get("reason") or None}
-    return out
+    return {
+        uri(row["file"]): {"suitable": int(row["suitable"]), "category": row.get("category") or None, "reason": row.get("reason") or None}
+        for row in csv.DictReader(io.StringIO(data.decode()))
+    }
 
 
 def read_ground_truth(source: str) -> dict[str, str]:
     """manifest.json of a synthetic suite at the source root -> {video uri: ground-truth folder uri}."""
-    fs, root = filesystem_for(source)
-    proto = "s3://" if source.startswith("s3://") else ""
-    path = posixpath.join(root, "manifest.json")
-    if not fs.exists(path):
-        return {}
+    data, uri = _source_file(source, "manifest.json")
     try:
-        data = json.loads(fs.cat_file(path))
+        manifest = json.loads(data) if data is not None else []
     except ValueError:
         return {}
-    clips = data if isinstance(data, list) else data.get("clips", [])
-    return {
-        proto + posixpath.normpath(posixpath.join(root, c["video"])): proto + posixpath.normpath(posixpath.join(root, c["gt_dir"]))
-        for c in clips if c.get("video") and c.get("gt_dir")
-    }
+    clips = manifest if isinstance(manifest, list) else manifest.get("clips", [])
+    return {uri(c["video"]): uri(c["gt_dir"]) for c in clips if c.get("video") and c.get("gt_dir")}
 
 
 def read_caption(source_fs, path: str) -> str | None:

@@ -22,6 +22,7 @@ import numpy as np
 from dynpose.camera import Intrinsics
 
 from .raycast import INF, Box, Prim, Rays, Room
+from .textures import sample_bilinear
 
 SKY_GAIN = 1.7  # sky radiance relative to a white diffuse surface facing the ambient light
 
@@ -448,15 +449,4 @@ def _cartoon_color(mean_linear: np.ndarray) -> np.ndarray:
 
 
 def _sample_lightmap(m, u, v):
-    lm = m.lightmap
-    mx = (u * m.lm_tpm - 0.5).astype(np.float32)
-    my = (v * m.lm_tpm_v - 0.5).astype(np.float32)
-    n = len(mx)
-    cols = 1024
-    rows = (n + cols - 1) // cols
-    pad = rows * cols - n
-    if pad:
-        mx = np.concatenate([mx, np.zeros(pad, np.float32)])
-        my = np.concatenate([my, np.zeros(pad, np.float32)])
-    out = cv2.remap(lm, mx.reshape(rows, cols), my.reshape(rows, cols), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(rows * cols, 2)[:n]
+    return sample_bilinear(m.lightmap, u * m.lm_tpm - 0.5, v * m.lm_tpm_v - 0.5)

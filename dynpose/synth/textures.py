@@ -22,6 +22,24 @@ import numpy as np
 SRGB_TO_LIN16 = np.round((np.arange(256) / 255.0) ** 2.2 * 65535).astype(np.uint16)
 
 
+def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``img`` bilinearly sampled at K pixel coordinates (x, y), edges repeated: (K, C) values.
+
+    cv2.remap wants 2-D maps: the points are laid out in rows of 1024 (padded), which is far
+    faster than scipy's map_coordinates on textures of this size.
+    """
+    n = len(x)
+    cols = 1024
+    rows = (n + cols - 1) // cols
+    pad = rows * cols - n
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    if pad:
+        x = np.concatenate([x, np.zeros(pad, np.float32)])
+        y = np.concatenate([y, np.zeros(pad, np.float32)])
+    out = cv2.remap(img, x.reshape(rows, cols), y.reshape(rows, cols), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(rows * cols, -1)[:n]
+
+
 class Texture:
     """A texture with its mip chain packed in one atlas, sampled with trilinear filtering.
 
@@ -84,16 +102,7 @@ class Texture:
         w, h = self.sw[lev], self.sh[lev]
         mx = np.mod(u * fx, w) + self.ox[lev] - 0.5
         my = np.mod(v * fy, h) + self.oy[lev] - 0.5
-        n = len(u)
-        cols = 1024
-        rows = (n + cols - 1) // cols
-        pad = rows * cols - n
-        if pad:
-            mx = np.concatenate([mx, np.zeros(pad, np.float32)])
-            my = np.concatenate([my, np.zeros(pad, np.float32)])
-        out = cv2.remap(self.atlas, mx.reshape(rows, cols), my.reshape(rows, cols), cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
-        return out.reshape(rows * cols, -1)[:n]
+        return sample_bilinear(self.atlas, mx, my)
 
     def sample(self, u: np.ndarray, v: np.ndarray, lod: np.ndarray | None = None) -> np.ndarray:
         """Colours (K, C) float32 at level-0 texel coordinates (u, v) (texel centres at +0.5)."""
