@@ -119,7 +119,7 @@ def pose_benchmark(
         if not (suite_dir / "manifest.json").exists():
             log(f"rendering the 'bench' suite (seed {seed}) into {suite_dir}")
             generate_suite(suite_dir, "bench", seed=seed, workers=workers or os.cpu_count() or 1,
-                           progress=lambda d, t, n: log(f"  rendered {d}/{t} {n}") if d else None)
+                           progress=lambda d, t, n: log(f"  rendered {d}/{t} {n}") if d and n else None)
     else:
         suite_dir = Path(suite)
     source = suite_dir
