@@ -2,6 +2,7 @@
 
 
 import base64
+import logging
 from collections import Counter
 
 import dagster as dg
@@ -10,6 +11,10 @@ from dynpose.products import AGGREGATE, PRODUCTS, Product, materialize_product
 from dynpose.resources import ExecutorResource, LakeResource
 
 video_shards = dg.DynamicPartitionsDefinition(name="video_shards")
+
+# Per-video progress also goes to this logger, which the CLI turns into a progress bar
+# (Dagster's own console log stays at WARNING there).
+progress_log = logging.getLogger("dynpose.progress")
 
 
 def _metadata(outcome, table_path: str, table) -> dict:
@@ -54,8 +59,13 @@ def product_asset(product: Product) -> dg.AssetsDefinition:
         shard = AGGREGATE if product.aggregate else context.partition_key
         # Look the product up at run time: the registry is the one source of code versions.
         current = PRODUCTS[product.name]
+        def progress(done: int, total: int) -> None:
+            context.log.info(f"{product.name}[{shard}]: {done}/{total} videos")
+            progress_log.info("%s[%s]", product.name, shard, extra={"done": done, "total": total})
+
         outcome = materialize_product(
             store, current, shard, lake.settings(), executor.executor(), log=context.log.info, run_id=context.run_id,
+            progress=progress,
         )
         if outcome.action == "skipped":
             context.log.info(f"{product.name}[{shard}] is fresh: nothing to do")

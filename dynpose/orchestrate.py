@@ -7,6 +7,8 @@ products are all fresh gets its skips recorded in the ledger without starting a 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import time
@@ -136,21 +138,62 @@ def materialize(
     shard_names = [n for n in names if not PRODUCTS[n].aggregate]
     aggregate_names = [n for n in names if PRODUCTS[n].aggregate]
     bar = tqdm(shards, desc="shards", unit="shard", disable=not progress or not shard_names)
-    for shard in bar:
-        plan = plan_shard(lake, shard, settings, shard_names)
-        for name in plan.fresh:  # record the skip without starting a run
-            outcomes.append(materialize_product(lake, PRODUCTS[name], shard, settings, log=log))
-        if not plan.stale:
-            continue
+    with _video_progress(progress):
+        for shard in bar:
+            outcomes += _materialize_shard(dg, instance, resources, lake, settings, shard, shard_names, bar, log)
+        if aggregate_names and all_shards:
+            plan = plan_shard(lake, AGGREGATE, settings, aggregate_names)
+            for name in plan.fresh:
+                outcomes.append(materialize_product(lake, PRODUCTS[name], AGGREGATE, settings, log=log))
+            if plan.stale:
+                outcomes += _run(dg, instance, resources, ALL_ASSETS, list(plan.stale), None, log)
+    return outcomes
+
+
+def _materialize_shard(dg, instance, resources, lake, settings, shard, names, bar, log) -> list[Outcome]:
+    from .definitions import ALL_ASSETS
+
+    plan = plan_shard(lake, shard, settings, names)
+    outcomes = [materialize_product(lake, PRODUCTS[name], shard, settings, log=log) for name in plan.fresh]  # recorded skips, no run
+    if plan.stale:
         bar.set_postfix_str(f"{shard}: {', '.join(plan.stale)}")
         outcomes += _run(dg, instance, resources, ALL_ASSETS, list(plan.stale), shard, log)
-    if aggregate_names and all_shards:
-        plan = plan_shard(lake, AGGREGATE, settings, aggregate_names)
-        for name in plan.fresh:
-            outcomes.append(materialize_product(lake, PRODUCTS[name], AGGREGATE, settings, log=log))
-        if plan.stale:
-            outcomes += _run(dg, instance, resources, ALL_ASSETS, list(plan.stale), None, log)
     return outcomes
+
+
+@contextlib.contextmanager
+def _video_progress(enabled: bool):
+    """A second progress bar, per product and shard, fed by the assets' ``dynpose.progress`` log records."""
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc="videos", unit="video", leave=False, delay=2.0)
+
+    class Handler(logging.Handler):
+        current = None
+
+        def emit(self, record):
+            name = record.getMessage()
+            if name != self.current:  # a new product or shard: restart the bar (and its rate)
+                self.current = name
+                bar.set_description(name, refresh=False)
+                bar.reset(total=getattr(record, "total", None))
+            bar.update(getattr(record, "done", 0) - bar.n)
+
+    logger, handler = logging.getLogger("dynpose.progress"), Handler()
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the bar is the one place these records show
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        bar.close()
 
 
 def _run(dg, instance, resources, assets, selection: list[str], shard: str | None, log) -> list[Outcome]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import shutil
 import subprocess
 import sys
@@ -84,8 +85,24 @@ def test_ingest_and_catalog_statuses(mixed_videos, lake_url, capsys):
 def test_rerun_is_noop_and_code_bump_recomputes_only_downstream(mixed_videos, lake_url, monkeypatch):
     lake = Lake(lake_url)
     ingest(str(mixed_videos), lake, IngestSettings(shard_size=3))
-    first = materialize(lake_url, select=RAW, progress=False)
+    seen = []
+
+    class Record(logging.Handler):
+        def emit(self, record):
+            seen.append((record.getMessage(), record.done, record.total))
+
+    progress_log = logging.getLogger("dynpose.progress")
+    progress_log.addHandler(handler := Record())
+    try:
+        first = materialize(lake_url, select=RAW, progress=True)  # per-video progress reaches the CLI's bar
+    finally:
+        progress_log.removeHandler(handler)
     assert {o.action for o in first} == {"computed"} and len(first) == 4
+    finals = {(msg, done) for msg, done, total in seen if done == total}
+    # (s00001 holds no decodable video, so sampled_frames has nothing to report there)
+    assert {msg for msg, _ in finals} == {"clip_catalog[s00000]", "clip_catalog[s00001]", "sampled_frames[s00000]"}
+    catalog = lake.read_product("clip_catalog").num_rows
+    assert sum(total for msg, done, total in seen if done == total and msg.startswith("clip_catalog")) == catalog > 0
 
     second = materialize(lake_url, select=RAW, progress=False)
     assert {o.action for o in second} == {"skipped"} and len(second) == 4

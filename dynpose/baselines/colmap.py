@@ -17,6 +17,7 @@ log; off by default: the process-wide glog level is raised to warnings).
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -57,13 +58,16 @@ def _sfm(work: Path, names: list[str], use_masks: bool, opts: dict):
     database, images = work / "database.db", work / "images"
     if not opts.get("verbose", False):
         pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 1)  # warnings and up
+    # An explicit thread count: with -1 (all cores) COLMAP warns about SIFT's RAM use on every clip.
+    threads = opts.get("num_threads", -1)
+    threads = threads if threads > 0 else os.cpu_count() or 1
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_RADIAL"
     if use_masks:
         reader.mask_path = str(work / "masks")
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.use_gpu = False
-    extraction.num_threads = opts.get("num_threads", -1)
+    extraction.num_threads = threads
     extraction.max_image_size = opts.get("max_image_size", -1)
     extraction.sift.max_num_features = opts.get("max_num_features", 8192)
     pycolmap.extract_features(
@@ -80,7 +84,7 @@ def _sfm(work: Path, names: list[str], use_masks: bool, opts: dict):
 
     matching = pycolmap.FeatureMatchingOptions()
     matching.use_gpu = False
-    matching.num_threads = opts.get("num_threads", -1)
+    matching.num_threads = threads
     if opts.get("matcher", "sequential") == "exhaustive":
         pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
     else:
@@ -90,7 +94,7 @@ def _sfm(work: Path, names: list[str], use_masks: bool, opts: dict):
         pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu)
 
     mapping = pycolmap.IncrementalPipelineOptions()
-    mapping.num_threads = opts.get("num_threads", -1)
+    mapping.num_threads = threads
     mapping.min_model_size = opts.get("min_model_size", max(3, min(10, len(names) // 2)))
     mapping.random_seed = mapping.mapper.random_seed = opts.get("seed", 0)
     for key, value in opts.get("mapper", {}).items():
