@@ -104,7 +104,13 @@ def cmd_sql(args) -> int:
     from .lake import Lake
     from .sql import query
 
-    table = query(Lake(_lake_url(args)), args.query)
+    import duckdb
+
+    try:
+        table = query(Lake(_lake_url(args)), args.query)
+    except duckdb.Error as exc:  # a typo in a query is not a crash: say what DuckDB said
+        print(f"sql error: {exc}", file=sys.stderr)
+        return 2
     if args.format == "csv":
         import pyarrow.csv as pacsv
 

@@ -80,6 +80,10 @@ def test_ingest_and_catalog_statuses(mixed_videos, lake_url, capsys):
     counts = dict(line.replace('"', "").split(",") for line in lines[1:])
     assert counts.pop("ok") == "2" and counts.pop("empty") == "1" and counts.pop("unreadable") == "1"
     assert list(counts.values()) == ["1"]  # the truncated file
+    # A bad query is a one-line error and exit status 2, not a traceback.
+    assert cli_main(["--lake", lake_url, "sql", "select no_such_column from clip_catalog"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sql error:") and "no_such_column" in err and "Traceback" not in err
 
 
 def test_rerun_is_noop_and_code_bump_recomputes_only_downstream(mixed_videos, lake_url, monkeypatch):
