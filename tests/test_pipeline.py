@@ -101,6 +101,10 @@ def test_reprojection_tiers_follow_table6():
     bad = PoseResult(np.arange(10.0), poses, np.arange(10) < 7, k, reprojection_error=0.9)
     assert assess(good).tier == "tier1" and assess(good).registered
     assert assess(bad).tier == "failed" and not assess(bad).registered
+    # A registered trajectory with a focal 20x the image width has unusable intrinsics: not tiered.
+    tele = PoseResult(np.arange(10.0), poses, np.ones(10, bool), Intrinsics(2000, 2000, 50, 40, 100, 80), reprojection_error=0.5)
+    assert assess(tele).registered and not assess(tele).focal_plausible and assess(tele).tier == "failed"
+    assert assess(good).focal_plausible
 
 
 # -- bad input gives a status, quickly ------------------------------------------------------------

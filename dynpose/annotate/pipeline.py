@@ -171,6 +171,7 @@ def annotation_json(ann: Annotation, cfg: AnnotateConfig | None = None, source: 
         "registered_ratio": ann.quality.registered_ratio,
         "reprojection_error": rep if np.isfinite(rep) else None,
         "num_points": ann.poses.num_points,
+        "focal_plausible": ann.quality.focal_plausible,
         "tier": ann.quality.tier,
         "timings": ann.timings,
         "stats": {k2: v for k2, v in ann.stats.items() if isinstance(v, (int, float, str, bool))},

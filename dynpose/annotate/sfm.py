@@ -367,7 +367,7 @@ def _map_database(tmp: Path, corr: Correspondences, timestamps: np.ndarray, w: i
         if recs:
             rec = max(recs.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
             result = _to_result(rec, timestamps, w, h, name)
-            attempt["registered_ratio"] = result.registered_ratio
+            attempt.update(registered_ratio=result.registered_ratio, focal_ratio=result.intrinsics.fx / max(w, h))
             if best is None or result.registered_ratio > best.registered_ratio:
                 best = result
         attempts.append(attempt)

@@ -92,7 +92,7 @@ def compute_camera_poses(ctx: StepContext) -> pa.Table:
 QUALITY_SCHEMA = pa.schema(
     [
         ("video_id", pa.string()), ("status", pa.string()), ("registered_ratio", pa.float64()),
-        ("reprojection_error", pa.float64()), ("registered", pa.bool_()), ("tier", pa.string()),
+        ("reprojection_error", pa.float64()), ("registered", pa.bool_()), ("focal_plausible", pa.bool_()), ("tier", pa.string()),
     ]
 )
 
@@ -123,7 +123,7 @@ PRODUCTS = [
         "annotations",
     ),
     Product(
-        "pose_quality", "1", ("camera_poses",), compute_pose_quality,
+        "pose_quality", "2", ("camera_poses",), compute_pose_quality,
         "Registered ratio, reprojection tier and the per-video tier label users filter on.",
         "annotations",
     ),
