@@ -173,8 +173,10 @@ def cmd_annotate(args) -> int:
     ann = annotate_video(args.video, args.out, cfg)
     k = ann.poses.intrinsics
     print(f"{args.video}: {ann.status}" + (f" ({ann.message})" if ann.message else ""))
-    print(f"  {int(ann.poses.registered.sum())}/{len(ann.timestamps)} frames registered, reprojection error {ann.poses.reprojection_error:.3f} px, tier {ann.quality.tier}")
-    print(f"  intrinsics fx={k.fx:.1f} fy={k.fy:.1f} cx={k.cx:.1f} cy={k.cy:.1f} at {k.width}x{k.height}")
+    if len(ann.timestamps):  # nothing decoded: no frames, poses or intrinsics to speak of
+        print(f"  {int(ann.poses.registered.sum())}/{len(ann.timestamps)} frames registered, reprojection error {ann.poses.reprojection_error:.3f} px, tier {ann.quality.tier}")
+        focal = "" if ann.quality.focal_plausible else " (implausible focal length: not tiered)"
+        print(f"  intrinsics fx={k.fx:.1f} fy={k.fy:.1f} cx={k.cx:.1f} cy={k.cy:.1f} at {k.width}x{k.height}{focal}")
     print("  stage seconds: " + ", ".join(f"{name} {sec:.1f}" for name, sec in ann.timings.items()))
     print(f"  wrote {Path(args.out) / 'trajectory.tum'}, cameras.pkl, annotation.json")
     return 0 if ann.status == "ok" else 2

@@ -187,4 +187,5 @@ def test_unreadable_video_still_writes_files(tmp_path):
     assert ann.status == "unreadable"
     doc = json.loads((tmp_path / "out" / "annotation.json").read_text())
     assert doc["status"] == "unreadable" and doc["tier"] == "failed" and doc["registered_frames"] == 0
+    assert doc["intrinsics"] is None  # no image decoded, so no intrinsics to report
     assert (tmp_path / "out" / "trajectory.tum").read_text() == ""

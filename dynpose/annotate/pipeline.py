@@ -34,7 +34,7 @@ from dynpose.annotate.tracking import TrackConfig, Tracklets, track_grid
 from dynpose.camera import PoseResult, write_cameras_pkl, write_tum
 from dynpose.video import SampledFrames, VideoError, probe, sample_frames
 
-ANNOTATION_VERSION = 1
+ANNOTATION_VERSION = 2  # 2: focal_plausible; intrinsics null when nothing was decoded
 
 
 @dataclass
@@ -164,7 +164,8 @@ def annotation_json(ann: Annotation, cfg: AnnotateConfig | None = None, source: 
         "n_frames": len(ann.timestamps),
         "width": ann.width,
         "height": ann.height,
-        "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height},
+        # null when nothing was decoded: there is no image the guess would describe
+        "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height} if len(ann.timestamps) else None,
         "camera_model": ann.poses.extra.get("camera_model"),
         "radial_k1": ann.poses.extra.get("radial_k1"),
         "registered_frames": int(np.sum(ann.poses.registered)),
