@@ -59,6 +59,7 @@ def product_asset(product: Product) -> dg.AssetsDefinition:
         shard = AGGREGATE if product.aggregate else context.partition_key
         # Look the product up at run time: the registry is the one source of code versions.
         current = PRODUCTS[product.name]
+
         def progress(done: int, total: int) -> None:
             context.log.info(f"{product.name}[{shard}]: {done}/{total} videos")
             progress_log.info("%s[%s]", product.name, shard, extra={"done": done, "total": total})

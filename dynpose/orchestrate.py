@@ -140,7 +140,7 @@ def materialize(
     bar = tqdm(shards, desc="shards", unit="shard", disable=not progress or not shard_names)
     with _video_progress(progress):
         for shard in bar:
-            outcomes += _materialize_shard(dg, instance, resources, lake, settings, shard, shard_names, bar, log)
+            outcomes += _materialize_shard(dg, instance, resources, ALL_ASSETS, lake, settings, shard, shard_names, bar, log)
         if aggregate_names and all_shards:
             plan = plan_shard(lake, AGGREGATE, settings, aggregate_names)
             for name in plan.fresh:
@@ -150,14 +150,12 @@ def materialize(
     return outcomes
 
 
-def _materialize_shard(dg, instance, resources, lake, settings, shard, names, bar, log) -> list[Outcome]:
-    from .definitions import ALL_ASSETS
-
+def _materialize_shard(dg, instance, resources, assets, lake, settings, shard, names, bar, log) -> list[Outcome]:
     plan = plan_shard(lake, shard, settings, names)
     outcomes = [materialize_product(lake, PRODUCTS[name], shard, settings, log=log) for name in plan.fresh]  # recorded skips, no run
     if plan.stale:
         bar.set_postfix_str(f"{shard}: {', '.join(plan.stale)}")
-        outcomes += _run(dg, instance, resources, ALL_ASSETS, list(plan.stale), shard, log)
+        outcomes += _run(dg, instance, resources, assets, list(plan.stale), shard, log)
     return outcomes
 
 
