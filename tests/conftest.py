@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Small clips the core tests need travel with the repository (tests/data, see its README); the
+# rest of the real samples are looked up in the project's shared data folder, which a clone
+# elsewhere can point to with DYNPOSE_SHARED_DATA.
+TEST_DATA = Path(__file__).resolve().parent / "data"
+SHARED = Path(os.environ.get("DYNPOSE_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def pytest_addoption(parser):
@@ -31,10 +35,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 def real_clip(name: str) -> Path:
-    path = next(SHARED.rglob(name), None)
-    if path is None:
-        pytest.skip(f"shared sample {name} not found under {SHARED}")
-    return path
+    for root in (TEST_DATA, SHARED):
+        path = next(root.rglob(name), None) if root.is_dir() else None
+        if path is not None:
+            return path
+    pytest.skip(f"real sample {name} not found under {TEST_DATA} or {SHARED} (set DYNPOSE_SHARED_DATA)")
 
 
 @pytest.fixture
@@ -45,7 +50,7 @@ def mixed_videos(tmp_path) -> Path:
     shutil.copy(real_clip("bikes.mp4"), src / "bikes.mp4")
     shutil.copy(real_clip("carphone_pristine.mp4"), src / "carphone.mp4")
     shutil.copy(real_clip("bikes.mp4"), src / "bikes_again.mp4")
-    (src / "truncated.mp4").write_bytes(real_clip("01_dog.mp4").read_bytes()[:30000])
+    shutil.copy(real_clip("01_dog_first_30000_bytes.mp4"), src / "truncated.mp4")  # index first, media cut off
     (src / "notes.mp4").write_text("this is not a video\n")
     (src / "empty.mp4").write_bytes(b"")
     (src / "bikes.txt").write_text("two cyclists on a road\n")
