@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Small clips the core tests need travel with the repository (tests/data, see its README); the
@@ -40,6 +41,13 @@ def real_clip(name: str) -> Path:
         if path is not None:
             return path
     pytest.skip(f"real sample {name} not found under {TEST_DATA} or {SHARED} (set DYNPOSE_SHARED_DATA)")
+
+
+def real_frame(name: str) -> np.ndarray:
+    """An RGB frame of a real clip, stored losslessly in tests/data as its decoder gave it."""
+    import cv2
+
+    return cv2.cvtColor(cv2.imread(str(real_clip(name))), cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,6 +24,7 @@ from dynpose.lake import Lake
 from dynpose.ledger import Ledger
 from dynpose.orchestrate import materialize
 from dynpose.settings import IngestSettings, Settings, load_settings
+from dynpose.synth.io import encode_mp4
 
 from .conftest import real_clip
 
@@ -153,7 +155,8 @@ def test_new_videos_compute_only_new_shards(mixed_videos, tmp_path):
     lake_url = str(tmp_path / "lake")
     ingest(str(mixed_videos), Lake(lake_url), IngestSettings(shard_size=64))
     materialize(lake_url, select=RAW, progress=False)
-    shutil.copy(real_clip("03_blocks.mp4"), mixed_videos / "blocks.mp4")
+    rng = np.random.default_rng(0)  # a new video: 12 frames of noise, H.264
+    encode_mp4(mixed_videos / "new.mp4", rng.integers(0, 255, (12, 48, 64, 3), np.uint8), fps=12.0)
     report = ingest(str(mixed_videos), Lake(lake_url), IngestSettings(shard_size=64))
     assert report.new_shards == ["s00001"]
     outcomes = materialize(lake_url, select=RAW, progress=False)

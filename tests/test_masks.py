@@ -227,11 +227,10 @@ def test_encode_decode_round_trip():
 
 
 def test_person_mask_on_a_real_frame():
-    from tests.conftest import real_clip
+    from tests.conftest import real_frame
     from dynpose.annotate.masks_detect import segment_people
-    from dynpose.video import sample_frames
 
-    frame = sample_frames(str(real_clip("01_dog.mp4")), fps=12, max_side=854, max_frames=1).frames[0]
+    frame = real_frame("01_dog_frame000_854x480.png")  # 01_dog.mp4 sampled at 12 fps, 854 px: its first frame
     assert frame.shape == (480, 854, 3)
     small = cv2.resize(frame, (480, 270), interpolation=cv2.INTER_AREA)
     people = segment_people(small)
@@ -246,11 +245,10 @@ def test_person_mask_on_a_real_frame():
 
 
 def test_hands_found_on_a_real_frame():
-    from tests.conftest import real_clip
+    from tests.conftest import real_frame
     from dynpose.annotate.masks_detect import detect_hands, hand_mask
-    from dynpose.video import sample_frames
 
-    frame = sample_frames(str(real_clip("03_blocks.mp4")), fps=12, max_side=480, max_frames=21).frames[20]
+    frame = real_frame("03_blocks_frame020_480x270.png")  # 03_blocks.mp4 sampled at 12 fps, 480 px: frame 20
     hands = detect_hands(frame)
     assert len(hands) >= 1
     h, w = frame.shape[:2]
