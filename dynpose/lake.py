@@ -181,6 +181,12 @@ class Lake:
         db = self.lance
         if table_name in db.table_names():
             tbl = db.open_table(table_name)
+            if set(rows.column_names) - set(tbl.schema.names):
+                # A new product version added columns: rewrite the table once, older shards get nulls.
+                others = tbl.search().where(f"shard != '{shard}'").limit(None).to_arrow()
+                merged = pa.concat_tables([others, rows], promote_options="permissive") if others.num_rows else rows
+                db.create_table(table_name, merged, mode="overwrite")
+                return
             tbl.delete(f"shard = '{shard}'")
             if rows.num_rows:
                 tbl.add(rows)

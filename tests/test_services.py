@@ -34,6 +34,13 @@ def test_lance_shard_rewrite_keeps_other_shards(lake_url):
     assert a.num_rows == 4 and set(a.column("mask_png").to_pylist()) == {bytes([3]) * 8}
     assert b.num_rows == 2 and set(b.column("mask_png").to_pylist()) == {bytes([2]) * 8}
     assert lake.read_lance_shard("tracks", "s00000") is None
+    # A new product version adds a column (tracklets v2 added "continues"): the table takes it,
+    # the other shard's rows keep their data with nulls in it.
+    lake.replace_lance_shard("masks", "s00001", rows("s00001", 2, 5).append_column("extra", pa.array([b"x", b"y"])))
+    a = lake.read_lance_shard("masks", "s00000")
+    b = lake.read_lance_shard("masks", "s00001")
+    assert a.num_rows == 4 and set(a.column("mask_png").to_pylist()) == {bytes([3]) * 8} and a.column("extra").null_count == 4
+    assert sorted(b.column("extra").to_pylist()) == [b"x", b"y"]
 
 
 def test_ui_serves_the_code_location_on_loopback(tmp_path):

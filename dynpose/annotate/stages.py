@@ -148,7 +148,8 @@ def tracklets_from_rows(rows: list[dict], num_frames: int, width: int, height: i
             query_frame=r["query_frame"], frame_indices=np.asarray(r["frame_indices"]),
             points=np.frombuffer(r["xy"], np.float32).reshape(t, p, 2),
             visible=np.frombuffer(r["visible"], np.uint8).reshape(t, p).astype(bool),
-            continues=np.frombuffer(r["continues"], np.int32).astype(np.int64),
+            # rows written before continued tracks existed have none
+            continues=np.frombuffer(r["continues"], np.int32).astype(np.int64) if r.get("continues") is not None else None,
         ))
     return Tracklets(windows, num_frames, width, height)
 
