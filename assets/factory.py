@@ -7,7 +7,7 @@ from collections import Counter
 
 import dagster as dg
 
-from dynpose.products import AGGREGATE, PRODUCTS, Product, materialize_product
+from dynpose.graph.products import AGGREGATE, PRODUCTS, Product, materialize_product
 from dynpose.resources import ExecutorResource, LakeResource
 
 video_shards = dg.DynamicPartitionsDefinition(name="video_shards")

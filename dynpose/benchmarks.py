@@ -7,49 +7,30 @@ compute nothing (the ledger answers every shard).
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
-import platform
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
+from dynpose.evaluation.markdown import machine_line, markdown_table
+
 
 def write_noise_clip(path: Path, seed: int, frames: int = 12, size: int = 64, fps: int = 12) -> None:
     """A tiny distinct mp4 (random texture drifting), so every file hashes to a new video."""
-    from .synth.io import encode_mp4
+    from dynpose.domain.synth.io import encode_mp4
 
     base = np.random.default_rng(seed).integers(0, 255, (size * 2, size * 2, 3), dtype=np.uint8)
     encode_mp4(path, np.stack([base[i : i + size, i : i + size] for i in range(frames)]), fps)
 
 
-def markdown_table(rows: list[dict]) -> str:
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def machine_line() -> str:
-    import os
-
-    return f"{platform.machine()} {os.cpu_count()} CPU(s), Python {platform.python_version()}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def noop_rerun(workdir: Path, shards: int = 100, lake_url: str | None = None, select: list[str] | None = None, log=print) -> list[dict]:
     """``select`` defaults to the raw products (catalog, frame index): the planning cost per product
     shard is what is measured, and noise clips would only exercise the annotators' failure paths."""
-    from .ingest import ingest
-    from .lake import Lake
-    from .orchestrate import materialize
-    from .settings import IngestSettings
+    from dynpose.storage.ingest import ingest
+    from dynpose.storage.lake import Lake
+    from dynpose.graph.orchestrate import materialize
+    from dynpose.graph.settings import IngestSettings
 
     src = workdir / "videos"
     src.mkdir(parents=True, exist_ok=True)
@@ -107,11 +88,11 @@ def pose_benchmark(
 
     import yaml
 
-    from .ingest import ingest
-    from .lake import Lake
-    from .orchestrate import materialize
-    from .settings import load_settings, settings_to_dict
-    from .synth import generate_suite
+    from dynpose.storage.ingest import ingest
+    from dynpose.storage.lake import Lake
+    from dynpose.graph.orchestrate import materialize
+    from dynpose.graph.settings import load_settings, settings_to_dict
+    from dynpose.domain.synth import generate_suite
 
     out.mkdir(parents=True, exist_ok=True)
     if suite is None:

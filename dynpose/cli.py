@@ -46,9 +46,9 @@ def _ingest_progress():
 
 
 def cmd_ingest(args) -> int:
-    from .ingest import ingest
-    from .lake import Lake
-    from .settings import load_settings
+    from dynpose.storage.ingest import ingest
+    from dynpose.storage.lake import Lake
+    from dynpose.graph.settings import load_settings
 
     settings = load_settings(args.settings)
     if args.shard_size:
@@ -74,7 +74,7 @@ def _summarize_outcomes(outcomes) -> None:
 
 
 def cmd_materialize(args) -> int:
-    from .orchestrate import materialize
+    from dynpose.graph.orchestrate import materialize
 
     t0 = time.perf_counter()
     outcomes = materialize(
@@ -88,9 +88,9 @@ def cmd_materialize(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from .ingest import Registry
-    from .lake import Lake
-    from .orchestrate import status
+    from dynpose.storage.ingest import Registry
+    from dynpose.storage.lake import Lake
+    from dynpose.graph.orchestrate import status
 
     lake = Lake(_lake_url(args))
     registry = Registry(lake)
@@ -101,8 +101,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_sql(args) -> int:
-    from .lake import Lake
-    from .sql import query
+    from dynpose.storage.lake import Lake
+    from dynpose.storage.sql import query
 
     import duckdb
 
@@ -123,26 +123,26 @@ def cmd_sql(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from .lake import Lake
-    from .orchestrate import dagster_home
+    from dynpose.storage.lake import Lake
+    from dynpose.graph.orchestrate import dagster_home
 
     env = dict(os.environ, DYNPOSE_LAKE=_lake_url(args), DAGSTER_HOME=str(dagster_home(Lake(_lake_url(args)))))
     if args.settings:
         env["DYNPOSE_SETTINGS"] = str(Path(args.settings).resolve())
-    cmd = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(args.port), "-m", "dynpose.definitions"]
+    cmd = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(args.port), "-m", "dynpose.graph.definitions"]
     print(f"Dagster UI on http://127.0.0.1:{args.port} (lake {env['DYNPOSE_LAKE']}); Ctrl-C stops it")
     return subprocess.call(cmd, env=env)
 
 
 def cmd_demo(args) -> int:
-    from .ingest import ingest
-    from .lake import Lake
-    from .settings import load_settings
-    from .sql import query
+    from dynpose.storage.ingest import ingest
+    from dynpose.storage.lake import Lake
+    from dynpose.graph.settings import load_settings
+    from dynpose.storage.sql import query
 
     source = Path(args.source)
     if not source.exists() or not any(source.iterdir()):
-        from .synth import generate_suite
+        from dynpose.domain.synth import generate_suite
 
         print(f"{source} is empty: rendering the synthetic 'tiny' suite there")
         generate_suite(source, "tiny", seed=args.seed)
@@ -162,8 +162,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_annotate(args) -> int:
-    from .annotate.pipeline import AnnotateConfig, annotate_video
-    from .settings import load_settings
+    from dynpose.domain.annotate.pipeline import AnnotateConfig, annotate_video
+    from dynpose.graph.settings import load_settings
 
     st = load_settings(args.settings)
     cfg = AnnotateConfig(
@@ -185,7 +185,7 @@ def cmd_annotate(args) -> int:
 def cmd_synth(args) -> int:
     from tqdm import tqdm
 
-    from .synth import generate_suite
+    from dynpose.domain.synth import generate_suite
 
     bar = tqdm(desc=f"rendering {args.suite}", unit="clip")
 
@@ -201,19 +201,11 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def _write_report(out: Path, title: str, rows: list[dict], notes: str = "") -> Path:
-    from .benchmarks import machine_line, markdown_table
-
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "report.md"
-    path.write_text(f"# {title}\n\n{machine_line()}\n\n{markdown_table(rows)}\n\n{notes}\n")
-    return path
-
-
 def cmd_bench(args) -> int:
     import tempfile
 
-    from . import benchmarks
+    from dynpose import benchmarks
+    from dynpose.evaluation.markdown import write_table_report
 
     out = Path(args.out or tempfile.mkdtemp(prefix=f"dynpose-bench-{args.what}-"))
     if args.what == "poses":
@@ -235,7 +227,7 @@ def cmd_bench(args) -> int:
     else:
         raise SystemExit(f"unknown benchmark {args.what}")
     _print_table(rows)
-    print(f"report: {_write_report(out, title, rows, notes)}")
+    print(f"report: {write_table_report(out, title, rows, notes)}")
     return 0
 
 

@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install --quiet --pre "hydra-core==1.4.0rc3" "omegaconf==2.4.1rc1" "iopath==0.1.10" "portalocker==4.4.2"
 .venv/bin/python -m pip install --quiet --no-deps "sam2==1.1.0"
-.venv/bin/python -c "import dynpose.annotate.masks_sam2 as m; print('sam2 back end importable')"
+.venv/bin/python -c "import dynpose.domain.annotate.masks_sam2 as m; print('sam2 back end importable')"

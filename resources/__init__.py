@@ -7,9 +7,9 @@ from functools import lru_cache
 
 import dagster as dg
 
-from dynpose.executors import Executor, make_executor
-from dynpose.lake import Lake
-from dynpose.settings import Settings, load_settings
+from dynpose.graph.executors import Executor, make_executor
+from dynpose.storage.lake import Lake
+from dynpose.graph.settings import Settings, load_settings
 
 
 @lru_cache(maxsize=8)

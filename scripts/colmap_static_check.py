@@ -86,7 +86,7 @@ def ate_sim3(est_w2c: dict[int, np.ndarray], gt_w2c: np.ndarray, times: np.ndarr
     from evo.core import metrics
     from evo.core.trajectory import PoseTrajectory3D
 
-    from dynpose.camera import invert_pose
+    from dynpose.domain.camera import invert_pose
 
     idx = sorted(est_w2c)
 
@@ -131,8 +131,8 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     if args.clip:
-        from dynpose.camera import read_cameras_pkl
-        from dynpose.video import sample_frames
+        from dynpose.domain.camera import read_cameras_pkl
+        from dynpose.domain.video import sample_frames
 
         clip_path = Path(args.clip)
         gt = read_cameras_pkl(clip_path.with_suffix("") / "cameras.pkl")
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
         intr = (k.fx, k.fy, k.cx, k.cy)
         label = str(clip_path)
     else:
-        from dynpose.synth import ClipSpec, render_clip
+        from dynpose.domain.synth import ClipSpec, render_clip
 
         spec = ClipSpec(seed=args.seed, layout=args.layout, trajectory=args.trajectory, variant="static_scene", width=args.width,
                         height=args.height, fps=args.fps, seconds=args.seconds)

@@ -12,7 +12,7 @@ import os
 import dagster as dg
 
 from dynpose.assets.factory import video_shards
-from dynpose.ingest import Registry, ingest
+from dynpose.storage.ingest import Registry, ingest
 from dynpose.resources import LakeResource
 
 process_shard_job = dg.define_asset_job(

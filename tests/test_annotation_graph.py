@@ -7,15 +7,15 @@ import os
 import numpy as np
 import pytest
 
-from dynpose.camera import camera_centers
-from dynpose.evaluation import pose_from_row
-from dynpose.ingest import ingest
-from dynpose.metrics.trajectory import evaluate_trajectory
-from dynpose.lake import Lake
-from dynpose.orchestrate import materialize
-from dynpose.settings import IngestSettings
-from dynpose.synth import generate_suite
-from dynpose.synth.io import encode_mp4
+from dynpose.domain.camera import camera_centers
+from dynpose.domain.poses import pose_from_row
+from dynpose.storage.ingest import ingest
+from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
+from dynpose.storage.lake import Lake
+from dynpose.graph.orchestrate import materialize
+from dynpose.graph.settings import IngestSettings
+from dynpose.domain.synth import generate_suite
+from dynpose.domain.synth.io import encode_mp4
 
 ANNOTATION = ["clip_catalog", "sampled_frames", "dynamic_masks", "tracklets", "camera_poses", "pose_quality"]
 
@@ -63,7 +63,7 @@ def test_bad_inputs_get_recorded_statuses_and_the_shard_goes_on(tmp_path, tiny_s
 def test_in_process_workers_keep_input_order():
     import time
 
-    from dynpose.executors import InProcessExecutor
+    from dynpose.graph.executors import InProcessExecutor
 
     seen = []
     out = InProcessExecutor(workers=3).map(lambda x: (time.sleep(0.05 * (5 - x)), x * x)[1], range(5), lambda d, n: seen.append((d, n)))
@@ -120,7 +120,7 @@ def test_bench_command_tables_report_and_ui_metadata(tmp_path, tiny_suite, monke
     import dagster as dg
 
     from dynpose.benchmarks import pose_benchmark
-    from dynpose.orchestrate import instance_for
+    from dynpose.graph.orchestrate import instance_for
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "unused"))  # instance_for sets it; restore after
     result = pose_benchmark(tmp_path / "bench", suite=str(tiny_suite), methods=["ours", "identity"], workers=1)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dynpose.baselines import available_methods, get_method, register
-from dynpose.camera import Intrinsics, PoseResult
-from dynpose.metrics.reprojection import reprojection_errors
-from dynpose.metrics.trajectory import evaluate_trajectory
-from dynpose.video import SampledFrames
+from dynpose.evaluation.baselines import available_methods, get_method, register
+from dynpose.domain.camera import Intrinsics, PoseResult
+from dynpose.evaluation.metrics.reprojection import reprojection_errors
+from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
+from dynpose.domain.video import SampledFrames
 
 # Origin, U, V of textured rectangles: the inside of an open box (convex: no two overlap on screen).
 PLANES = [
@@ -95,7 +95,7 @@ def test_register_a_new_method():
     try:
         assert "oracle" in available_methods() and get_method("oracle").run(sampled) is gt
     finally:
-        from dynpose.baselines import METHODS
+        from dynpose.evaluation.baselines import METHODS
 
         METHODS.pop("oracle")
 

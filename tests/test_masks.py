@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from dynpose.annotate import flow as fl
-from dynpose.annotate.masks import MaskConfig, compute_dynamic_masks, decode_mask, encode_mask
-from dynpose.annotate.masks_motion import interaction_mask, motion_mask
-from dynpose.annotate.masks_propagate import FlowPropagator
+from dynpose.domain.annotate import flow as fl
+from dynpose.domain.annotate.masks import MaskConfig, compute_dynamic_masks, decode_mask, encode_mask
+from dynpose.domain.annotate.masks_motion import interaction_mask, motion_mask
+from dynpose.domain.annotate.masks_propagate import FlowPropagator
 
 H, W = 180, 320
 
@@ -228,7 +228,7 @@ def test_encode_decode_round_trip():
 
 def test_person_mask_on_a_real_frame():
     from tests.conftest import real_frame
-    from dynpose.annotate.masks_detect import segment_people
+    from dynpose.domain.annotate.masks_detect import segment_people
 
     frame = real_frame("01_dog_frame000_854x480.png")  # 01_dog.mp4 sampled at 12 fps, 854 px: its first frame
     assert frame.shape == (480, 854, 3)
@@ -246,7 +246,7 @@ def test_person_mask_on_a_real_frame():
 
 def test_hands_found_on_a_real_frame():
     from tests.conftest import real_frame
-    from dynpose.annotate.masks_detect import detect_hands, hand_mask
+    from dynpose.domain.annotate.masks_detect import detect_hands, hand_mask
 
     frame = real_frame("03_blocks_frame020_480x270.png")  # 03_blocks.mp4 sampled at 12 fps, 480 px: frame 20
     hands = detect_hands(frame)
@@ -296,7 +296,7 @@ def tiny_sam2(tmp_path_factory):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from dynpose.annotate import masks_sam2 as ms
+    from dynpose.domain.annotate import masks_sam2 as ms
 
     ms._import_sam2()
     cfg = OmegaConf.merge(OmegaConf.load(ms.resolve_config("configs/sam2.1/sam2.1_hiera_t.yaml")), {"model": TINY_SAM2})
@@ -325,7 +325,7 @@ def test_sam2_backend_runs_on_a_random_tiny_model(tiny_sam2):
 
 @pytest.mark.skipif(not _SAM2, reason="sam2 not installed")
 def test_sam2_backend_explains_missing_files(tiny_sam2, tmp_path):
-    from dynpose.annotate.masks_sam2 import Sam2Unavailable
+    from dynpose.domain.annotate.masks_sam2 import Sam2Unavailable
 
     frames = np.zeros((2, 32, 32, 3), np.uint8)
     cfg = MaskConfig(semantic=False, interaction=False, propagator="sam2", sam2_checkpoint=str(tmp_path / "missing.pt"), sam2_config=tiny_sam2[1])

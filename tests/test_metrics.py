@@ -13,11 +13,11 @@ from evo.core.metrics import PoseRelation, Unit
 from evo.tools import file_interface
 from scipy.spatial.transform import Rotation
 
-from dynpose.camera import Intrinsics, PoseResult, camera_centers, invert_pose, write_tum
-from dynpose.metrics import dataset_stats, plots
-from dynpose.metrics import precision_recall as pr
-from dynpose.metrics import reprojection as rp
-from dynpose.metrics import trajectory as tr
+from dynpose.domain.camera import Intrinsics, PoseResult, camera_centers, invert_pose, write_tum
+from dynpose.evaluation.metrics import dataset_stats, plots
+from dynpose.evaluation.metrics import precision_recall as pr
+from dynpose.evaluation.metrics import reprojection as rp
+from dynpose.evaluation.metrics import trajectory as tr
 
 K = Intrinsics(500.0, 500.0, 320.0, 180.0, 640, 360)
 

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
-from dynpose.annotate.pipeline import AnnotateConfig, annotate_frames, annotate_video
-from dynpose.annotate.quality import assess, reprojection_tier
-from dynpose.camera import Intrinsics, PoseResult, read_cameras_pkl, read_tum
-from dynpose.metrics.trajectory import evaluate_trajectory
-from dynpose.video import SampledFrames
+from dynpose.domain.annotate.pipeline import AnnotateConfig, annotate_frames, annotate_video
+from dynpose.domain.annotate.quality import assess, reprojection_tier
+from dynpose.domain.camera import Intrinsics, PoseResult, read_cameras_pkl, read_tum
+from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
+from dynpose.domain.video import SampledFrames
 
 FAST = AnnotateConfig(masks=None)  # bad-input checks do not need masks
 

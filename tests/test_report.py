@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dynpose.camera import Intrinsics, PoseResult
-from dynpose.evaluation import pose_row
-from dynpose.report import COLUMNS, NO_FILTERS, build_benchmark_report
-from dynpose.statistics import dataset_statistics
+from dynpose.domain.camera import Intrinsics, PoseResult
+from dynpose.domain.poses import pose_row
+from dynpose.evaluation.report import COLUMNS, NO_FILTERS, build_benchmark_report
+from dynpose.evaluation.statistics import dataset_statistics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 VIDEOS = [f"v{i}" for i in range(5)]

@@ -12,7 +12,7 @@ import urllib.request
 
 import pyarrow as pa
 
-from dynpose.lake import Lake
+from dynpose.storage.lake import Lake
 
 from .conftest import _free_port
 

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from dynpose.annotate.sfm import SfmConfig, build_correspondences, run_sfm
-from dynpose.annotate.tracking import Tracklets, TrackWindow
-from dynpose.camera import Intrinsics, PoseResult, camera_centers
-from dynpose.metrics.trajectory import evaluate_trajectory
+from dynpose.domain.annotate.sfm import SfmConfig, build_correspondences, run_sfm
+from dynpose.domain.annotate.tracking import Tracklets, TrackWindow
+from dynpose.domain.camera import Intrinsics, PoseResult, camera_centers
+from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
 
 W, H, F = 640, 360, 500.0
 K = np.array([[F, 0, (W - 1) / 2], [0, F, (H - 1) / 2], [0, 0, 1]])
@@ -149,7 +149,7 @@ def test_bad_tracks_fail_gracefully():
 def test_maps_again_without_focal_calibration_when_it_breaks_mapping(synthetic, monkeypatch):
     # Seen on a low-parallax street dolly: after calibrate_view_graph neither mapper built a model,
     # without it both did. Emulate a calibration that ruins mapping; the second round must recover.
-    from dynpose.annotate import sfm
+    from dynpose.domain.annotate import sfm
 
     tracks, masks, gt = synthetic
     calibrated = []
@@ -189,7 +189,7 @@ def test_continued_windows_link_into_long_tracks():
 def test_keeps_the_global_model_when_retriangulation_loses_it(synthetic, monkeypatch):
     # Seen on a slow forward dolly: the global mapper's final re-triangulation left no 3-D point
     # and pycolmap returned no model, although the model before that step was right.
-    from dynpose.annotate import sfm
+    from dynpose.domain.annotate import sfm
 
     tracks, masks, gt = synthetic
     real_map = sfm._map

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynpose.camera import read_cameras_pkl, read_tum
-from dynpose.synth import VARIANTS, ClipSpec, generate_suite, render_clip, suite_specs, write_clip
-from dynpose.synth.raycast import Rays, cast
-from dynpose.video import sample_frames
+from dynpose.domain.camera import read_cameras_pkl, read_tum
+from dynpose.domain.synth import VARIANTS, ClipSpec, generate_suite, render_clip, suite_specs, write_clip
+from dynpose.domain.synth.raycast import Rays, cast
+from dynpose.domain.video import sample_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CATEGORIES = {"suitable", "static_camera", "static_scene", "not_estimable", "not_real", "quality_ethics"}
@@ -270,9 +270,9 @@ def test_colmap_registers_a_static_clip_with_small_ate(tmp_path):
 def test_screen_space_culling_matches_brute_force(xi):
     """The renderer only intersects rays inside each primitive's projected bounding box; that must
     give exactly the same depth as intersecting every ray with every primitive (pinhole and fisheye)."""
-    from dynpose.synth import camera_paths as cp
-    from dynpose.synth.clip import get_scene
-    from dynpose.synth.render import CameraModel, Renderer
+    from dynpose.domain.synth import camera_paths as cp
+    from dynpose.domain.synth.clip import get_scene
+    from dynpose.domain.synth.render import CameraModel, Renderer
 
     scene = get_scene("street", 2, 0.35)
     path = cp.make_path("handheld_walk", np.random.default_rng(0), scene, 2.0)

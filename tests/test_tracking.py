@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dynpose.annotate.tracking import TrackConfig, grid_points, track_grid
+from dynpose.domain.annotate.tracking import TrackConfig, grid_points, track_grid
 
 
 def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -120,7 +120,7 @@ def test_survival_and_short_inputs():
 
 def test_learned_backend_plumbing(tmp_path):
     torch = pytest.importorskip("torch")
-    from dynpose.annotate.tracking import LearnedTracker, correlation_tracker_net
+    from dynpose.domain.annotate.tracking import LearnedTracker, correlation_tracker_net
 
     frames = translating_clip(6, (0.5, 0.5), h=64, w=96)
     with pytest.raises(FileNotFoundError, match="checkpoint"):

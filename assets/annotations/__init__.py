@@ -1,7 +1,7 @@
 """Annotation assets: frames index, dynamic masks, tracklets, camera poses, pose quality."""
 
 from dynpose.assets.factory import product_asset
-from dynpose.products import PRODUCTS
+from dynpose.graph.products import PRODUCTS
 
 sampled_frames = product_asset(PRODUCTS["sampled_frames"])
 dynamic_masks = product_asset(PRODUCTS["dynamic_masks"])

@@ -1,7 +1,7 @@
 """Evaluation assets: baselines, benchmarks against ground truth, the report, dataset statistics."""
 
 from dynpose.assets.factory import product_asset
-from dynpose.products import PRODUCTS
+from dynpose.graph.products import PRODUCTS
 
 baseline_poses = product_asset(PRODUCTS["baseline_poses"])
 pose_benchmark = product_asset(PRODUCTS["pose_benchmark"])

@@ -1,0 +1,84 @@
+"""Ground truth of a synthetic suite's clip, and the reprojection error of a method against it.
+
+Ground truth is a per-clip folder (docs/synthetic.md): ``cameras.pkl``,
+``correspondences.parquet``, ``masks/*.png``, ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dynpose.domain.camera import Intrinsics, PoseResult
+from dynpose.evaluation.metrics.reprojection import video_reprojection_error
+from dynpose.storage.lake import filesystem_for
+
+
+@dataclass
+class GroundTruth:
+    uri: str
+    poses: PoseResult
+    correspondences: pa.Table | None
+    meta: dict
+
+    def masks(self, frame_indices) -> np.ndarray:
+        """Dynamic masks (True = dynamic) of the given ground-truth frames."""
+        fs, root = filesystem_for(self.uri)
+        out = []
+        for i in frame_indices:
+            data = np.frombuffer(fs.cat_file(f"{root}/masks/{int(i):05d}.png"), np.uint8)
+            out.append(cv2.imdecode(data, cv2.IMREAD_UNCHANGED) > 0)
+        return np.stack(out)
+
+
+def load_ground_truth(uri: str) -> GroundTruth:
+    fs, root = filesystem_for(uri)
+    poses = pickle.loads(fs.cat_file(f"{root}/cameras.pkl"))
+    fx, fy, cx, cy = np.asarray(poses["intrinsics"])[0]
+    result = PoseResult(
+        timestamps=np.asarray(poses["timestamps"]), poses_w2c=np.asarray(poses["poses"]),
+        registered=np.asarray(poses["registered"], bool),
+        intrinsics=Intrinsics(float(fx), float(fy), float(cx), float(cy), int(poses["width"]), int(poses["height"])),
+    )
+    corr = None
+    if fs.exists(f"{root}/correspondences.parquet"):
+        corr = pq.read_table(io.BytesIO(fs.cat_file(f"{root}/correspondences.parquet")))
+    meta = json.loads(fs.cat_file(f"{root}/meta.json")) if fs.exists(f"{root}/meta.json") else {}
+    return GroundTruth(uri, result, corr, meta)
+
+
+def correspondences_for(gt: GroundTruth, source_indices) -> dict | None:
+    """Ground-truth correspondences between frames the method saw, re-indexed to its frames.
+
+    Ground truth indexes every rendered frame; a method sees the sampled ones (e.g. 12 of 24 fps),
+    so only pairs whose both frames were sampled are kept.
+    """
+    if gt.correspondences is None or not gt.correspondences.num_rows:
+        return None
+    to_pred = {int(s): i for i, s in enumerate(source_indices)}
+    table = gt.correspondences.to_pydict()
+    keep = [k for k, (a, b) in enumerate(zip(table["frame_i"], table["frame_j"])) if a in to_pred and b in to_pred]
+    if not keep:
+        return None
+    out = {c: np.asarray(table[c])[keep] for c in ("x_i", "y_i", "x_j", "y_j")}
+    out["frame_i"] = np.asarray([to_pred[table["frame_i"][k]] for k in keep])
+    out["frame_j"] = np.asarray([to_pred[table["frame_j"][k]] for k in keep])
+    return out
+
+
+def reprojection_error(pred: PoseResult, source_indices, gt: GroundTruth) -> tuple[float, int]:
+    """Mean 720p-normalised sqrt-Sampson error of a video and the number of correspondences used."""
+    corr = correspondences_for(gt, source_indices)
+    if corr is None:
+        return float("nan"), 0
+    k = gt.poses.intrinsics
+    return video_reprojection_error(pred, corr, k.width, k.height), len(corr["x_i"])
+
+

@@ -1,0 +1,83 @@
+"""Pipeline settings: one dataclass section per product, loaded from an optional YAML file.
+
+Each product's config hash is the hash of its own section, so editing one section makes exactly
+that product (and its downstream) stale. Unknown keys are errors, so a typo never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from dynpose.domain.annotate.masks import MaskConfig
+from dynpose.domain.annotate.sfm import SfmConfig
+from dynpose.domain.annotate.tracking import TrackConfig
+from dynpose.domain.catalog import CatalogSettings, FrameSettings
+from dynpose.storage.ingest import IngestSettings
+
+
+@dataclass
+class BaselineSettings:
+    methods: tuple[str, ...] = ("colmap", "colmap_mask", "identity")  # names in dynpose.evaluation.baselines.METHODS
+    only_with_ground_truth: bool = True  # baselines are for benchmarking: skip videos without ground truth
+    options: dict = field(default_factory=dict)  # per method keyword options, e.g. {colmap: {max_num_features: 4096}}
+
+
+@dataclass
+class BenchmarkSettings:
+    fill_seed: int = 0  # seed of the random translation that fills failed trajectories
+
+
+@dataclass
+class QualitySettings:
+    min_registered: float = 0.8  # the paper drops trajectories with fewer frames registered; tiers: annotate/quality.py
+
+
+@dataclass
+class Settings:
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    clip_catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    sampled_frames: FrameSettings = field(default_factory=FrameSettings)
+    dynamic_masks: MaskConfig = field(default_factory=MaskConfig)
+    tracklets: TrackConfig = field(default_factory=TrackConfig)
+    camera_poses: SfmConfig = field(default_factory=SfmConfig)
+    pose_quality: QualitySettings = field(default_factory=QualitySettings)
+    baseline_poses: BaselineSettings = field(default_factory=BaselineSettings)
+    pose_benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
+    reprojection_benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
+
+    def section(self, product: str):
+        return getattr(self, product, None)
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"settings '{where}' must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown settings key(s) in '{where}': {', '.join(unknown)}; known: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if dataclasses.is_dataclass(cls) else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}" if where else name)
+        elif isinstance(default, tuple):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    if path is None:
+        return Settings()
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return _build(Settings, data, "")
+
+
+def settings_to_dict(settings: Settings) -> dict:
+    return dataclasses.asdict(settings)

@@ -1,0 +1,130 @@
+"""Annotation products: dynamic masks, tracklets (LanceDB + per-video summaries), camera poses, quality."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+
+import pyarrow as pa
+
+from dynpose.graph.steps import stages
+from dynpose.domain.annotate.quality import assess
+from dynpose.domain.poses import pose_from_row, poses_table
+from dynpose.graph.steps.base import Product, StepContext
+
+MASK_SUMMARY_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()), ("status", pa.string()), ("message", pa.string()),
+        ("n_frames", pa.int32()), ("detected_frames", pa.int32()),
+        ("mean_union_coverage", pa.float64()), ("p90_union_coverage", pa.float64()),
+        ("mean_semantic_coverage", pa.float64()), ("mean_interaction_coverage", pa.float64()),
+        ("mean_motion_coverage", pa.float64()), ("mean_propagated_coverage", pa.float64()),
+        ("seconds", pa.float64()), ("peak_mib", pa.float64()), ("stage_seconds", pa.string()), ("content_sha", pa.string()),
+    ]
+)
+TRACK_SUMMARY_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()), ("status", pa.string()), ("message", pa.string()),
+        ("n_frames", pa.int32()), ("width", pa.int32()), ("height", pa.int32()), ("windows", pa.int32()),
+        ("observations", pa.int64()), ("mean_final_survival", pa.float64()),
+        ("seconds", pa.float64()), ("peak_mib", pa.float64()), ("stage_seconds", pa.string()), ("content_sha", pa.string()),
+    ]
+)
+
+
+def _array_product(ctx: StepContext, table_name: str, per_video, schema: pa.Schema) -> pa.Table:
+    """Run a per-video stage, rewrite this shard of its LanceDB table, return the summaries."""
+    results = ctx.executor.map(per_video, ctx.ok_videos(), ctx.progress)
+    rows = [dict(r, shard=ctx.shard) for res in results for r in res["rows"]]
+    # Arrays first, summaries (the product's Parquet) second: a summary always has its arrays.
+    ctx.lake.replace_lance_shard(table_name, ctx.shard, pa.Table.from_pylist(rows) if rows else pa.table({}))
+    return pa.Table.from_pylist([res["summary"] for res in results], schema=schema)
+
+
+def compute_dynamic_masks(ctx: StepContext) -> pa.Table:
+    fn = functools.partial(stages.masks_for_video, frames=ctx.all_settings.sampled_frames, cfg=ctx.settings)
+    return _array_product(ctx, "dynamic_masks", fn, MASK_SUMMARY_SCHEMA)
+
+
+def compute_tracklets(ctx: StepContext) -> pa.Table:
+    fn = functools.partial(stages.tracks_for_video, frames=ctx.all_settings.sampled_frames, cfg=ctx.settings)
+    return _array_product(ctx, "tracklets", fn, TRACK_SUMMARY_SCHEMA)
+
+
+def _group(table: pa.Table | None, drop=("shard",)) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = defaultdict(list)
+    if table is not None:
+        for r in table.drop_columns([c for c in drop if c in table.column_names]).to_pylist():
+            out[r["video_id"]].append(r)
+    return out
+
+
+def pose_jobs(ctx: StepContext) -> list[dict]:
+    """Everything SfM needs per video: frame times, tracklets, masks and the upstream statuses."""
+    frames = _group(ctx.input("sampled_frames"))
+    mask_summary = {r["video_id"]: r for r in ctx.input("dynamic_masks").to_pylist()}
+    track_summary = {r["video_id"]: r for r in ctx.input("tracklets").to_pylist()}
+    mask_rows = _group(ctx.lake.read_lance_shard("dynamic_masks", ctx.shard))
+    track_rows = _group(ctx.lake.read_lance_shard("tracklets", ctx.shard))
+    jobs = []
+    for video in ctx.ok_videos():
+        vid = video["video_id"]
+        fr = sorted(frames.get(vid, []), key=lambda r: r["frame_index"])
+        ts, ms = track_summary.get(vid, {}), mask_summary.get(vid, {})
+        jobs.append({
+            "video_id": vid, "timestamps": [r["timestamp_s"] for r in fr], "source_indices": [r["source_index"] for r in fr],
+            "n_frames": len(fr), "width": ts.get("width") or 0, "height": ts.get("height") or 0,
+            "track_rows": track_rows.get(vid, []), "mask_rows": mask_rows.get(vid, []),
+            "upstream": [
+                {"status": s.get("status", "missing"), "message": s.get("message")} for s in (ms, ts)
+            ],
+            "upstream_seconds": {"masks": ms.get("seconds") or 0.0, "tracking": ts.get("seconds") or 0.0},
+            "upstream_peaks": [p for p in (ms.get("peak_mib"), ts.get("peak_mib")) if p == p and p is not None],
+        })
+    return jobs
+
+
+def compute_camera_poses(ctx: StepContext) -> pa.Table:
+    rows = ctx.executor.map(functools.partial(stages.poses_for_video, cfg=ctx.settings), pose_jobs(ctx), ctx.progress)
+    return poses_table(rows)
+
+
+QUALITY_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()), ("status", pa.string()), ("registered_ratio", pa.float64()),
+        ("reprojection_error", pa.float64()), ("registered", pa.bool_()), ("focal_plausible", pa.bool_()), ("tier", pa.string()),
+    ]
+)
+
+
+def compute_pose_quality(ctx: StepContext) -> pa.Table:
+    rows = []
+    for r in ctx.input("camera_poses").to_pylist():
+        q = assess(pose_from_row(r), ctx.settings.min_registered)
+        tier = q.tier if r["status"] == "ok" else "failed"
+        rows.append({"video_id": r["video_id"], "status": r["status"], **q.to_dict(), "tier": tier})
+    return pa.Table.from_pylist(rows, schema=QUALITY_SCHEMA)
+
+
+PRODUCTS = [
+    Product(
+        "dynamic_masks", "1", ("sampled_frames",), compute_dynamic_masks,
+        "Per-video mask summary; per-frame union and component masks (PNG) with coverage in LanceDB table dynamic_masks.",
+        "annotations",
+    ),
+    Product(
+        "tracklets", "2", ("sampled_frames",), compute_tracklets,
+        "Per-video tracking summary; grid tracks per query window (xy float32, visibility, continued points) in LanceDB table tracklets.",
+        "annotations",
+    ),
+    Product(
+        "camera_poses", "2", ("sampled_frames", "dynamic_masks", "tracklets"), compute_camera_poses,
+        "Bundle-adjusted world-to-camera poses per sampled frame, registered flags, shared intrinsics, reprojection error.",
+        "annotations",
+    ),
+    Product(
+        "pose_quality", "2", ("camera_poses",), compute_pose_quality,
+        "Registered ratio, reprojection tier and the per-video tier label users filter on.",
+        "annotations",
+    ),
+]

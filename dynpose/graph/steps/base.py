@@ -1,0 +1,55 @@
+"""What a product is: its code version, inputs and a pure compute function over one shard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pyarrow as pa
+
+from dynpose.graph.executors import Executor, InProcessExecutor
+from dynpose.storage.ingest import Registry
+from dynpose.storage.lake import Lake
+from dynpose.graph.settings import Settings
+
+
+@dataclass
+class StepContext:
+    lake: Lake
+    shard: str
+    settings: object  # this product's settings section
+    all_settings: Settings = field(default_factory=Settings)  # for inputs' settings (e.g. frame sampling)
+    executor: Executor = field(default_factory=InProcessExecutor)
+    log: Callable[[str], None] = print
+    progress: Callable[[int, int], None] | None = None
+
+    def videos(self) -> list[dict]:
+        return Registry(self.lake).videos(self.shard)
+
+    def input(self, product: str) -> pa.Table | None:
+        """The input product of this shard (of every shard, for an aggregate product)."""
+        if self.shard == AGGREGATE:
+            return self.lake.read_product(product)
+        return self.lake.read_table(product, self.shard)
+
+    def ok_videos(self) -> list[dict]:
+        """Catalog rows of this shard's videos whose status is ok."""
+        return [r for r in self.input("clip_catalog").to_pylist() if r["status"] == "ok"]
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    code_version: str
+    deps: tuple[str, ...]
+    compute: Callable[[StepContext], pa.Table]
+    description: str
+    group: str
+    aggregate: bool = False  # computed once over every shard (ledger shard key "all")
+    # Extra asset metadata (tables, plots) read back from the lake: {name: MetadataValue-able}.
+    metadata: Callable[[Lake, str], dict] | None = None
+
+
+AGGREGATE = "all"
+
+
