@@ -12,7 +12,10 @@ from dynpose.domain.poses import pose_from_row
 from dynpose.storage.ingest import ingest
 from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
 from dynpose.storage.lake import Lake
+from dynpose.domain.annotate.pipeline import AnnotateConfig, annotate_video
 from dynpose.graph.orchestrate import materialize
+from dynpose.graph.products import plan_product, topological
+from dynpose.graph.settings import load_settings
 from dynpose.graph.settings import IngestSettings
 from dynpose.domain.synth import generate_suite
 from dynpose.domain.synth.io import encode_mp4
@@ -58,6 +61,21 @@ def test_bad_inputs_get_recorded_statuses_and_the_shard_goes_on(tmp_path, tiny_s
     assert poses["tripod.mp4"] == "static_camera"
     assert poses["good.mp4"] == "ok" and tiers["good.mp4"] != "failed"
     assert {tiers[n] for n in ("black.mp4", "gray.mp4", "tripod.mp4")} == {"failed"}
+
+    # `dynpose annotate` takes the same decision path and names the same statuses.
+    for name in ("black.mp4", "gray.mp4", "tripod.mp4", "good.mp4"):
+        assert annotate_video(src / name, tmp_path / "single" / name, AnnotateConfig()).status == poses[name], name
+
+    # The thresholds are settings, hashed with every product that applies them: raising the
+    # texture bar makes exactly those stale, and the good clip now fails the check.
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("annotation_checks:\n  min_texture: 1.0e+9\n")
+    settings = load_settings(strict)
+    stale = {p.name for p in topological(ANNOTATION) if plan_product(lake, p, "s00000", settings) is not None}
+    assert stale == {"dynamic_masks", "tracklets", "camera_poses", "pose_quality"}
+    materialize(lake_url, str(strict), select=ANNOTATION, progress=False)
+    poses = {names[r["video_id"]]: r["status"] for r in lake.read_product("camera_poses").to_pylist()}
+    assert poses["good.mp4"] == "no_texture" and poses["tripod.mp4"] == "no_texture"
 
 
 def test_in_process_workers_keep_input_order():

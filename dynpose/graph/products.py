@@ -73,11 +73,19 @@ def _input_versions(ledger: Ledger, product: Product, shard: str) -> dict[str, s
     return ledger.input_versions(product.deps, shard)
 
 
+def settings_hash(product: Product, settings: Settings) -> str:
+    """The hash of every settings section that shapes this product: its own, then those it uses."""
+    own = settings.section(product.name)
+    if not product.uses:
+        return config_hash(own)
+    return config_hash({name: config_hash(settings.section(name)) for name in (product.name, *product.uses)})
+
+
 def plan_product(lake: Lake, product: Product, shard: str, settings: Settings) -> str | None:
     """Why this product's shard must be computed, or None when it is fresh."""
     ledger = Ledger(lake)
     inputs = _input_versions(ledger, product, shard)
-    return ledger.why_stale(product.name, shard, product.code_version, config_hash(settings.section(product.name)), inputs)
+    return ledger.why_stale(product.name, shard, product.code_version, settings_hash(product, settings), inputs)
 
 
 def materialize_product(
@@ -94,7 +102,7 @@ def materialize_product(
     """Compute one product's shard if stale (or forced); record the attempt in the ledger."""
     ledger = Ledger(lake)
     section = settings.section(product.name)
-    cfg = config_hash(section)
+    cfg = settings_hash(product, settings)
     inputs = _input_versions(ledger, product, shard)
     reason = "forced" if force else ledger.why_stale(product.name, shard, product.code_version, cfg, inputs)
     base = dict(shard=shard, product=product.name, code_version=product.code_version, config_hash=cfg, input_versions=inputs, run_id=run_id)

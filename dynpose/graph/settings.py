@@ -1,7 +1,8 @@
 """Pipeline settings: one dataclass section per product, loaded from an optional YAML file.
 
-Each product's config hash is the hash of its own section, so editing one section makes exactly
-that product (and its downstream) stale. Unknown keys are errors, so a typo never goes unnoticed.
+Each product's config hash is the hash of its own section and of the sections it ``uses`` (the
+annotation checks), so editing one section makes exactly the products it shapes (and their
+downstream) stale. Unknown keys are errors, so a typo never goes unnoticed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from dynpose.domain.annotate.decisions import AnnotationChecks
 from dynpose.domain.annotate.masks import MaskConfig
+from dynpose.domain.annotate.quality import TierSettings
 from dynpose.domain.annotate.sfm import SfmConfig
 from dynpose.domain.annotate.tracking import TrackConfig
 from dynpose.domain.catalog import CatalogSettings, FrameSettings
@@ -32,11 +35,6 @@ class BenchmarkSettings:
 
 
 @dataclass
-class QualitySettings:
-    min_registered: float = 0.8  # the paper drops trajectories with fewer frames registered; tiers: annotate/quality.py
-
-
-@dataclass
 class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     clip_catalog: CatalogSettings = field(default_factory=CatalogSettings)
@@ -44,7 +42,9 @@ class Settings:
     dynamic_masks: MaskConfig = field(default_factory=MaskConfig)
     tracklets: TrackConfig = field(default_factory=TrackConfig)
     camera_poses: SfmConfig = field(default_factory=SfmConfig)
-    pose_quality: QualitySettings = field(default_factory=QualitySettings)
+    # the thresholds that name a video's status (too_few_frames ... low_registration) and gate its tier
+    annotation_checks: AnnotationChecks = field(default_factory=AnnotationChecks)
+    pose_quality: TierSettings = field(default_factory=TierSettings)
     baseline_poses: BaselineSettings = field(default_factory=BaselineSettings)
     pose_benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
     reprojection_benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)

@@ -5,15 +5,9 @@ that the long side is at most ``max_side`` (854 px, i.e. 480p for 16:9); masks, 
 intrinsics all refer to that annotated resolution (``annotation.json`` records it, and
 :meth:`dynpose.domain.camera.Intrinsics.scaled` converts to any other).
 
-Statuses (``Annotation.status``), never exceptions for a bad video:
-
-- ``ok``: >= 80% of frames registered;
-- ``low_registration``: SfM ran but registered fewer than 80% of frames;
-- ``sfm_failed``: SfM registered nothing (reason in ``poses.extra["reason"]``);
-- ``too_few_frames``: fewer than ``min_frames`` sampled frames;
-- ``no_texture``: the frames are (nearly) uniform, e.g. black or flat gray;
-- ``static_camera``: static-scene tracks barely move, so there is no baseline to triangulate;
-- a :class:`dynpose.domain.video.VideoError` status (``unreadable``, ``too_short``, ...) from decoding.
+Statuses (``Annotation.status``), never exceptions for a bad video: the decision path of
+:mod:`dynpose.domain.annotate.decisions` (the graph takes the same one), or a
+:class:`dynpose.domain.video.VideoError` status (``unreadable``, ``too_short``, ...) from decoding.
 """
 
 from __future__ import annotations
@@ -24,11 +18,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from dynpose.domain.annotate.decisions import AnnotationChecks, Verdict, frames_verdict, motion_verdict, poses_verdict, track_motion
 from dynpose.domain.annotate.masks import MaskConfig, compute_dynamic_masks
-from dynpose.domain.annotate.quality import Quality, assess
+from dynpose.domain.annotate.quality import Quality, TierSettings, assess
 from dynpose.domain.annotate.sfm import SfmConfig, failed_result, run_sfm
 from dynpose.domain.annotate.tracking import TrackConfig, Tracklets, track_grid
 from dynpose.domain.camera import PoseResult, write_cameras_pkl, write_tum
@@ -45,9 +39,8 @@ class AnnotateConfig:
     masks: MaskConfig | None = field(default_factory=MaskConfig)  # None: no dynamic masking
     tracking: TrackConfig = field(default_factory=TrackConfig)
     sfm: SfmConfig = field(default_factory=SfmConfig)
-    min_frames: int = 3  # fewer sampled frames: too_few_frames
-    min_texture: float = 1.0  # median per-frame local contrast (gray levels) below this: no_texture
-    static_motion: float = 0.01  # p90 track displacement below this x image diagonal: static_camera
+    checks: AnnotationChecks = field(default_factory=AnnotationChecks)  # the status thresholds (decisions.py)
+    tiers: TierSettings = field(default_factory=TierSettings)  # reprojection tiers (quality.py)
 
 
 @dataclass
@@ -66,32 +59,6 @@ class Annotation:
     stats: dict = field(default_factory=dict)
 
 
-def local_contrast(frames: np.ndarray) -> np.ndarray:
-    """Per-frame std of the gray image minus its blur: ~0 for black, flat or defocused frames."""
-    out = []
-    for f in frames:
-        g = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY).astype(np.float32) if f.ndim == 3 else f.astype(np.float32)
-        out.append(float(np.std(g - cv2.GaussianBlur(g, (0, 0), 3))))
-    return np.asarray(out)
-
-
-def track_motion(tracklets: Tracklets, masks: np.ndarray | None) -> float:
-    """90th percentile over static tracks of the largest displacement from their query point (px)."""
-    moves = []
-    for win in tracklets.windows:
-        q = win.points[win.query_offset]
-        keep = np.ones(len(q), bool)
-        if masks is not None:
-            x = np.clip(np.round(q[:, 0]).astype(int), 0, tracklets.width - 1)
-            y = np.clip(np.round(q[:, 1]).astype(int), 0, tracklets.height - 1)
-            keep = ~masks[win.query_frame, y, x]
-        d = np.linalg.norm(win.points - q[None], axis=2)
-        d[~win.visible] = 0.0
-        moves.append(d.max(axis=0)[keep & (win.visible.sum(axis=0) > 1)])
-    moves = np.concatenate(moves) if moves else np.zeros(0)
-    return float(np.percentile(moves, 90)) if len(moves) else 0.0
-
-
 def annotate_frames(sampled: SampledFrames, cfg: AnnotateConfig | None = None, masks: np.ndarray | None = None) -> Annotation:
     """Annotate sampled frames with camera poses; bad input gives a failure status, not an exception.
 
@@ -106,20 +73,18 @@ def annotate_frames(sampled: SampledFrames, cfg: AnnotateConfig | None = None, m
     stats: dict = {"n_frames": n}
     t_start = time.perf_counter()
 
-    def finish(status: str, message: str | None, poses: PoseResult | None = None, **arrays) -> Annotation:
-        poses = poses or failed_result(sampled.timestamps, max(w, 1), max(h, 1), message or status, cfg.sfm)
+    def finish(verdict: Verdict, poses: PoseResult | None = None, **arrays) -> Annotation:
+        poses = poses or failed_result(sampled.timestamps, max(w, 1), max(h, 1), verdict.message or verdict.status, cfg.sfm)
         timings["total_s"] = time.perf_counter() - t_start
-        return Annotation(status, message, np.asarray(sampled.timestamps), np.asarray(sampled.source_indices), int(w), int(h),
-                          poses, assess(poses, cfg.sfm.min_registered), timings, stats=stats, **arrays)
+        return Annotation(verdict.status, verdict.message, np.asarray(sampled.timestamps), np.asarray(sampled.source_indices),
+                          int(w), int(h), poses, assess(poses, cfg.checks.min_registered, cfg.tiers), timings, stats=stats, **arrays)
 
-    if n < cfg.min_frames:
-        return finish("too_few_frames", f"{n} sampled frame(s), need {cfg.min_frames}")
     t0 = time.perf_counter()
-    contrast = float(np.median(local_contrast(frames)))
-    stats["local_contrast"] = contrast
+    verdict, measured = frames_verdict(frames, cfg.checks)
+    stats.update(measured)
     timings["checks_s"] = time.perf_counter() - t0
-    if contrast < cfg.min_texture:
-        return finish("no_texture", f"median local contrast {contrast:.2f} < {cfg.min_texture}")
+    if not verdict.ok:
+        return finish(verdict)
 
     if masks is not None:
         masks = np.asarray(masks, bool)
@@ -138,18 +103,14 @@ def annotate_frames(sampled: SampledFrames, cfg: AnnotateConfig | None = None, m
     stats["track_observations"] = tracklets.num_observations
     motion = track_motion(tracklets, masks)
     stats["track_motion_p90_px"] = motion
-    if motion < cfg.static_motion * float(np.hypot(w, h)):
-        return finish("static_camera", f"p90 static track motion {motion:.1f} px", masks=masks, tracklets=tracklets)
+    verdict = motion_verdict(motion, w, h, cfg.checks)
+    if not verdict.ok:
+        return finish(verdict, masks=masks, tracklets=tracklets)
 
     t0 = time.perf_counter()
     poses = run_sfm(tracklets, masks, sampled.timestamps, cfg.sfm)
     timings["sfm_s"] = time.perf_counter() - t0
-    if not poses.registered.any():
-        return finish("sfm_failed", poses.extra.get("reason", "nothing registered"), poses, masks=masks, tracklets=tracklets)
-    if poses.registered_ratio < cfg.sfm.min_registered:
-        msg = f"{poses.registered.sum()}/{n} frames registered"
-        return finish("low_registration", msg, poses, masks=masks, tracklets=tracklets)
-    return finish("ok", None, poses, masks=masks, tracklets=tracklets)
+    return finish(poses_verdict(poses, cfg.checks), poses, masks=masks, tracklets=tracklets)
 
 
 def annotation_json(ann: Annotation, cfg: AnnotateConfig | None = None, source: dict | None = None) -> dict:

@@ -6,7 +6,7 @@
   ``tier3`` < 1.37 <= ``tier4``. Lower tiers had lower pose error on Panda-Test; the paper
   fine-tunes DUSt3R on tier1-3 (reprojection error < 1.37).
 - A video that failed (too few registered frames, no reprojection error) is ``failed``.
-- So is one whose focal length is implausible: outside ``PLAUSIBLE_FOCAL`` x the long image side
+- So is one whose focal length is implausible: outside ``TierSettings.plausible_focal`` x the long image side
   (a horizontal field of view of about 11 to 127 degrees on a 16:9 frame). Bundle adjustment on a
   slow dolly can trade focal length for depth and land at 20x the true focal with a good
   trajectory: the poses may be usable, the intrinsics are not, so it is not tiered.
@@ -19,12 +19,18 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from dynpose.domain.annotate.decisions import MIN_REGISTERED
 from dynpose.domain.camera import Intrinsics, PoseResult
 
-MIN_REGISTERED = 0.8
-PLAUSIBLE_FOCAL = (0.25, 5.0)  # focal length / long image side
-TIER_BOUNDS = ((1.00, "tier1"), (1.18, "tier2"), (1.37, "tier3"))  # upper bounds, exclusive
 TIERS = ("tier1", "tier2", "tier3", "tier4", "failed")
+
+
+@dataclass
+class TierSettings:
+    """The ``pose_quality`` settings: Table 6's reprojection cut-offs and the plausible focal range."""
+
+    bounds: tuple[float, ...] = (1.00, 1.18, 1.37)  # upper bounds (px, exclusive) of tier1, tier2, tier3
+    plausible_focal: tuple[float, float] = (0.25, 5.0)  # focal length / long image side
 
 
 @dataclass
@@ -39,24 +45,25 @@ class Quality:
         return asdict(self)
 
 
-def reprojection_tier(error: float) -> str:
+def reprojection_tier(error: float, bounds: tuple[float, ...] = TierSettings.bounds) -> str:
     """Tier of a mean reprojection error (pixels); NaN or infinite errors are ``failed``."""
     if error is None or not math.isfinite(error):
         return "failed"
-    for bound, name in TIER_BOUNDS:
+    for bound, name in zip(bounds, TIERS):
         if error < bound:
             return name
-    return "tier4"
+    return TIERS[len(bounds)]
 
 
-def focal_plausible(intrinsics: Intrinsics, bounds: tuple[float, float] = PLAUSIBLE_FOCAL) -> bool:
+def focal_plausible(intrinsics: Intrinsics, bounds: tuple[float, float] = TierSettings.plausible_focal) -> bool:
     ratio = intrinsics.fx / max(intrinsics.width, intrinsics.height)
     return bool(bounds[0] <= ratio <= bounds[1])
 
 
-def assess(result: PoseResult, min_registered: float = MIN_REGISTERED) -> Quality:
+def assess(result: PoseResult, min_registered: float = MIN_REGISTERED, tiers: TierSettings | None = None) -> Quality:
+    tiers = tiers or TierSettings()
     ratio = result.registered_ratio
     ok = ratio >= min_registered
-    focal_ok = focal_plausible(result.intrinsics)
-    tier = reprojection_tier(result.reprojection_error) if ok and focal_ok else "failed"
+    focal_ok = focal_plausible(result.intrinsics, tiers.plausible_focal)
+    tier = reprojection_tier(result.reprojection_error, tiers.bounds) if ok and focal_ok else "failed"
     return Quality(ratio, float(result.reprojection_error), ok, focal_ok, tier)

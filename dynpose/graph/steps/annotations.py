@@ -35,19 +35,21 @@ TRACK_SUMMARY_SCHEMA = pa.schema(
 def _array_product(ctx: StepContext, table_name: str, per_video, schema: pa.Schema) -> pa.Table:
     """Run a per-video stage, rewrite this shard of its LanceDB table, return the summaries."""
     results = ctx.executor.map(per_video, ctx.ok_videos(), ctx.progress)
-    rows = [dict(r, shard=ctx.shard) for res in results for r in res["rows"]]
+    rows = [dict(r, shard=ctx.shard) for res in results for r in res.rows]
     # Arrays first, summaries (the product's Parquet) second: a summary always has its arrays.
     ctx.lake.replace_lance_shard(table_name, ctx.shard, pa.Table.from_pylist(rows) if rows else pa.table({}))
-    return pa.Table.from_pylist([res["summary"] for res in results], schema=schema)
+    return pa.Table.from_pylist([res.summary for res in results], schema=schema)
 
 
 def compute_dynamic_masks(ctx: StepContext) -> pa.Table:
-    fn = functools.partial(stages.masks_for_video, frames=ctx.all_settings.sampled_frames, cfg=ctx.settings)
+    fn = functools.partial(stages.masks_for_video, frames=ctx.all_settings.sampled_frames, cfg=ctx.settings,
+                           checks=ctx.all_settings.annotation_checks)
     return _array_product(ctx, "dynamic_masks", fn, MASK_SUMMARY_SCHEMA)
 
 
 def compute_tracklets(ctx: StepContext) -> pa.Table:
-    fn = functools.partial(stages.tracks_for_video, frames=ctx.all_settings.sampled_frames, cfg=ctx.settings)
+    fn = functools.partial(stages.tracks_for_video, frames=ctx.all_settings.sampled_frames, cfg=ctx.settings,
+                           checks=ctx.all_settings.annotation_checks)
     return _array_product(ctx, "tracklets", fn, TRACK_SUMMARY_SCHEMA)
 
 
@@ -59,7 +61,15 @@ def _group(table: pa.Table | None, drop=("shard",)) -> dict[str, list[dict]]:
     return out
 
 
-def pose_jobs(ctx: StepContext) -> list[dict]:
+def _upstream(summary: dict | None) -> stages.Upstream:
+    if summary is None:
+        return stages.Upstream("missing", "no row upstream")
+    peak = summary.get("peak_mib")
+    return stages.Upstream(summary["status"], summary.get("message"), summary.get("seconds") or 0.0,
+                           float("nan") if peak is None else peak)
+
+
+def pose_jobs(ctx: StepContext) -> list[stages.PoseJob]:
     """Everything SfM needs per video: frame times, tracklets, masks and the upstream statuses."""
     frames = _group(ctx.input("sampled_frames"))
     mask_summary = {r["video_id"]: r for r in ctx.input("dynamic_masks").to_pylist()}
@@ -70,22 +80,19 @@ def pose_jobs(ctx: StepContext) -> list[dict]:
     for video in ctx.ok_videos():
         vid = video["video_id"]
         fr = sorted(frames.get(vid, []), key=lambda r: r["frame_index"])
-        ts, ms = track_summary.get(vid, {}), mask_summary.get(vid, {})
-        jobs.append({
-            "video_id": vid, "timestamps": [r["timestamp_s"] for r in fr], "source_indices": [r["source_index"] for r in fr],
-            "n_frames": len(fr), "width": ts.get("width") or 0, "height": ts.get("height") or 0,
-            "track_rows": track_rows.get(vid, []), "mask_rows": mask_rows.get(vid, []),
-            "upstream": [
-                {"status": s.get("status", "missing"), "message": s.get("message")} for s in (ms, ts)
-            ],
-            "upstream_seconds": {"masks": ms.get("seconds") or 0.0, "tracking": ts.get("seconds") or 0.0},
-            "upstream_peaks": [p for p in (ms.get("peak_mib"), ts.get("peak_mib")) if p == p and p is not None],
-        })
+        ts = track_summary.get(vid) or {}
+        jobs.append(stages.PoseJob(
+            video_id=vid, timestamps=[r["timestamp_s"] for r in fr], source_indices=[r["source_index"] for r in fr],
+            width=ts.get("width") or 0, height=ts.get("height") or 0,
+            track_rows=track_rows.get(vid, []), mask_rows=mask_rows.get(vid, []),
+            upstream={"masks": _upstream(mask_summary.get(vid)), "tracking": _upstream(track_summary.get(vid))},
+        ))
     return jobs
 
 
 def compute_camera_poses(ctx: StepContext) -> pa.Table:
-    rows = ctx.executor.map(functools.partial(stages.poses_for_video, cfg=ctx.settings), pose_jobs(ctx), ctx.progress)
+    fn = functools.partial(stages.poses_for_video, cfg=ctx.settings, checks=ctx.all_settings.annotation_checks)
+    rows = ctx.executor.map(fn, pose_jobs(ctx), ctx.progress)
     return poses_table(rows)
 
 
@@ -100,7 +107,7 @@ QUALITY_SCHEMA = pa.schema(
 def compute_pose_quality(ctx: StepContext) -> pa.Table:
     rows = []
     for r in ctx.input("camera_poses").to_pylist():
-        q = assess(pose_from_row(r), ctx.settings.min_registered)
+        q = assess(pose_from_row(r), ctx.all_settings.annotation_checks.min_registered, ctx.settings)
         tier = q.tier if r["status"] == "ok" else "failed"
         rows.append({"video_id": r["video_id"], "status": r["status"], **q.to_dict(), "tier": tier})
     return pa.Table.from_pylist(rows, schema=QUALITY_SCHEMA)
@@ -110,21 +117,21 @@ PRODUCTS = [
     Product(
         "dynamic_masks", "1", ("sampled_frames",), compute_dynamic_masks,
         "Per-video mask summary; per-frame union and component masks (PNG) with coverage in LanceDB table dynamic_masks.",
-        "annotations",
+        "annotations", uses=("annotation_checks",),
     ),
     Product(
         "tracklets", "2", ("sampled_frames",), compute_tracklets,
         "Per-video tracking summary; grid tracks per query window (xy float32, visibility, continued points) in LanceDB table tracklets.",
-        "annotations",
+        "annotations", uses=("annotation_checks",),
     ),
     Product(
         "camera_poses", "2", ("sampled_frames", "dynamic_masks", "tracklets"), compute_camera_poses,
         "Bundle-adjusted world-to-camera poses per sampled frame, registered flags, shared intrinsics, reprojection error.",
-        "annotations",
+        "annotations", uses=("annotation_checks",),
     ),
     Product(
         "pose_quality", "2", ("camera_poses",), compute_pose_quality,
         "Registered ratio, reprojection tier and the per-video tier label users filter on.",
-        "annotations",
+        "annotations", uses=("annotation_checks",),
     ),
 ]

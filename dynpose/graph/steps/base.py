@@ -48,6 +48,8 @@ class Product:
     aggregate: bool = False  # computed once over every shard (ledger shard key "all")
     # Extra asset metadata (tables, plots) read back from the lake: {name: MetadataValue-able}.
     metadata: Callable[[Lake, str], dict] | None = None
+    # Settings sections besides its own that shape it (e.g. the annotation checks): hashed with its own.
+    uses: tuple[str, ...] = ()
 
 
 AGGREGATE = "all"

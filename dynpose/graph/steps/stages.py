@@ -2,27 +2,30 @@
 
 Each stage decodes the video's sampled frames, calls the library (masks, tracking, SfM), and
 turns the result into rows for the lake: a per-video summary row (with a status that names any
-failure) and, for array products, LanceDB rows. Each video runs in a forked child
-(``run_measured``), so its wall time and peak memory are its own and a crash of native code in
-one video is a recorded failure, not a dead shard.
+failure) and, for array products, LanceDB rows. Statuses come from the one decision path,
+:mod:`dynpose.domain.annotate.decisions`, which ``dynpose annotate`` also takes. Each video runs
+in a forked child (``run_measured``), so its wall time and peak memory are its own and a crash of
+native code in one video is a recorded failure, not a dead shard.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from dynpose.domain.annotate.decisions import AnnotationChecks, Verdict, frames_verdict, motion_verdict, poses_verdict, track_motion
 from dynpose.domain.camera import PoseResult
-from dynpose.domain.catalog import open_source
-from dynpose.domain.poses import pose_row
-from dynpose.graph.isolation import run_measured
-from dynpose.domain.video import SampledFrames, VideoError, sample_frames
-from dynpose.domain.annotate.pipeline import AnnotateConfig, local_contrast, track_motion
 from dynpose.domain.annotate.masks import COMPONENTS, MaskConfig, compute_dynamic_masks, decode_mask, encode_mask
 from dynpose.domain.annotate.sfm import SfmConfig, failed_result, run_sfm
 from dynpose.domain.annotate.tracking import TrackConfig, Tracklets, TrackWindow, track_grid
+from dynpose.domain.catalog import FrameSettings, open_source
+from dynpose.domain.poses import pose_row
+from dynpose.domain.status import Status
+from dynpose.domain.video import SampledFrames, VideoError, sample_frames
+from dynpose.graph.isolation import run_measured
 
 OURS = "ours"
 
@@ -33,40 +36,34 @@ def decode(video: dict, frames) -> SampledFrames:
         return sample_frames(fh, fps=frames.fps, max_side=frames.max_side)
 
 
+@dataclass
+class StageResult:
+    """One video's result of an array stage: its row of the product and its LanceDB rows."""
+
+    summary: dict
+    rows: list[dict] = field(default_factory=list)
+
+
 def _summary(video_id: str, status: str, message: str | None, seconds: float, peak: float, **values) -> dict:
     return {"video_id": video_id, "status": status, "message": message, "seconds": seconds, "peak_mib": peak, **values}
 
 
-# -- dynamic masks ----------------------------------------------------------------------------
-
-# The single-video pipeline's input checks, with its thresholds, so both paths name failures alike.
-CHECKS = AnnotateConfig()
-
-
-def frame_check(sampled: SampledFrames) -> tuple[str, str] | None:
-    """too_few_frames / no_texture, as ``annotate_frames`` decides them."""
-    if len(sampled) < CHECKS.min_frames:
-        return "too_few_frames", f"{len(sampled)} sampled frame(s), need {CHECKS.min_frames}"
-    contrast = float(np.median(local_contrast(sampled.frames)))
-    if contrast < CHECKS.min_texture:
-        return "no_texture", f"median local contrast {contrast:.2f} < {CHECKS.min_texture}"
-    return None
-
-
-def _usable_frames(video: dict, frames) -> tuple[SampledFrames | None, dict | None]:
-    """The video's sampled frames, or the stage result that names why they cannot be used."""
+def _usable_frames(video: dict, frames: FrameSettings, checks: AnnotationChecks) -> tuple[SampledFrames | None, tuple]:
+    """The video's sampled frames, or (verdict, summary values, rows) that say why they cannot be used."""
     try:
         sampled = decode(video, frames)
     except VideoError as exc:
-        return None, {"status": exc.status, "message": exc.message}
-    bad = frame_check(sampled)
-    if bad:
-        return None, {"status": bad[0], "message": bad[1], "summary": {"n_frames": len(sampled)}, "rows": []}
-    return sampled, None
+        return None, (Verdict(Status(exc.status), exc.message), {}, [])
+    verdict, _ = frames_verdict(sampled.frames, checks)
+    if not verdict.ok:
+        return None, (verdict, {"n_frames": len(sampled)}, [])
+    return sampled, ()
 
 
-def _masks(video: dict, frames, cfg: MaskConfig):
-    sampled, failure = _usable_frames(video, frames)
+# -- dynamic masks ----------------------------------------------------------------------------
+
+def _masks(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: AnnotationChecks) -> tuple:
+    sampled, failure = _usable_frames(video, frames, checks)
     if failure:
         return failure
     masks = compute_dynamic_masks(sampled.frames, cfg)
@@ -89,19 +86,20 @@ def _masks(video: dict, frames, cfg: MaskConfig):
         **{f"mean_{n}_coverage": float(np.mean(coverage[n])) for n in COMPONENTS},
         "stage_seconds": json.dumps(masks.timings), "content_sha": digest.hexdigest()[:16],
     }
-    return {"status": "ok", "message": None, "summary": summary, "rows": rows}
+    return Verdict(Status.ok), summary, rows
 
 
-def _isolated(stage, video: dict, frames, cfg) -> dict:
+def _isolated(stage, video: dict, frames: FrameSettings, cfg, checks: AnnotationChecks) -> StageResult:
     """One video's array stage in a child process: its summary row (with timing) and its rows."""
-    status, out, seconds, peak = run_measured(stage, video, frames, cfg)
+    status, out, seconds, peak = run_measured(stage, video, frames, cfg, checks)
     if status != "ok":
-        return {"summary": _summary(video["video_id"], "failed", out, seconds, peak), "rows": []}
-    return {"summary": _summary(video["video_id"], out["status"], out["message"], seconds, peak, **out.get("summary", {})), "rows": out.get("rows", [])}
+        return StageResult(_summary(video["video_id"], Status.failed, out, seconds, peak))
+    verdict, values, rows = out
+    return StageResult(_summary(video["video_id"], verdict.status, verdict.message, seconds, peak, **values), rows)
 
 
-def masks_for_video(video: dict, frames, cfg: MaskConfig) -> dict:
-    return _isolated(_masks, video, frames, cfg)
+def masks_for_video(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: AnnotationChecks) -> StageResult:
+    return _isolated(_masks, video, frames, cfg, checks)
 
 
 def masks_from_rows(rows: list[dict], column: str = "mask_png") -> np.ndarray:
@@ -112,8 +110,8 @@ def masks_from_rows(rows: list[dict], column: str = "mask_png") -> np.ndarray:
 
 # -- tracklets ---------------------------------------------------------------------------------
 
-def _tracks(video: dict, frames, cfg: TrackConfig):
-    sampled, failure = _usable_frames(video, frames)
+def _tracks(video: dict, frames: FrameSettings, cfg: TrackConfig, checks: AnnotationChecks) -> tuple:
+    sampled, failure = _usable_frames(video, frames, checks)
     if failure:
         return failure
     tracks = track_grid(sampled.frames, cfg)
@@ -134,11 +132,11 @@ def _tracks(video: dict, frames, cfg: TrackConfig):
         "mean_final_survival": float(np.nanmean(survival[:, -1])) if survival.size else float("nan"),
         "stage_seconds": json.dumps(tracks.timings), "content_sha": digest.hexdigest()[:16],
     }
-    return {"status": "ok", "message": None, "summary": summary, "rows": rows}
+    return Verdict(Status.ok), summary, rows
 
 
-def tracks_for_video(video: dict, frames, cfg: TrackConfig) -> dict:
-    return _isolated(_tracks, video, frames, cfg)
+def tracks_for_video(video: dict, frames: FrameSettings, cfg: TrackConfig, checks: AnnotationChecks) -> StageResult:
+    return _isolated(_tracks, video, frames, cfg, checks)
 
 
 def tracklets_from_rows(rows: list[dict], num_frames: int, width: int, height: int) -> Tracklets:
@@ -157,44 +155,61 @@ def tracklets_from_rows(rows: list[dict], num_frames: int, width: int, height: i
 
 # -- camera poses --------------------------------------------------------------------------------
 
-def _poses(job: dict, cfg: SfmConfig) -> tuple[str, str | None, PoseResult]:
-    """(status, message, poses): static_camera before SfM, then sfm_failed / low_registration / ok."""
-    w, h, ts = job["width"], job["height"], np.asarray(job["timestamps"])
-    tracks = tracklets_from_rows(job["track_rows"], job["n_frames"], w, h)
-    masks = masks_from_rows(job["mask_rows"]) if job["mask_rows"] else None
-    motion = track_motion(tracks, masks)
-    if motion < CHECKS.static_motion * float(np.hypot(w, h)):
-        msg = f"p90 static track motion {motion:.1f} px"
-        return "static_camera", msg, failed_result(ts, w, h, msg, cfg)
+@dataclass
+class Upstream:
+    """What an upstream stage (masks, tracking) recorded for the video."""
+
+    status: str
+    message: str | None = None
+    seconds: float = 0.0
+    peak_mib: float = float("nan")
+
+
+@dataclass
+class PoseJob:
+    """Everything SfM needs for one video: frame times, tracklet and mask rows, the upstream outcomes."""
+
+    video_id: str
+    timestamps: list[float]
+    source_indices: list[int]
+    width: int
+    height: int
+    track_rows: list[dict]
+    mask_rows: list[dict]
+    upstream: dict[str, Upstream]  # stage name -> outcome, in the order the stages ran
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.timestamps)
+
+
+def _poses(job: PoseJob, cfg: SfmConfig, checks: AnnotationChecks) -> tuple[Verdict, PoseResult]:
+    """static_camera before SfM, then sfm_failed / low_registration / ok."""
+    w, h, ts = job.width, job.height, np.asarray(job.timestamps)
+    tracks = tracklets_from_rows(job.track_rows, job.n_frames, w, h)
+    masks = masks_from_rows(job.mask_rows) if job.mask_rows else None
+    verdict = motion_verdict(track_motion(tracks, masks), w, h, checks)
+    if not verdict.ok:
+        return verdict, failed_result(ts, w, h, verdict.message, cfg)
     poses = run_sfm(tracks, masks, ts, cfg)
-    if not poses.registered.any():
-        return "sfm_failed", poses.extra.get("reason", "nothing registered"), poses
-    if poses.registered_ratio < cfg.min_registered:
-        return "low_registration", f"{int(poses.registered.sum())}/{len(ts)} frames registered", poses
-    return "ok", None, poses
+    return poses_verdict(poses, checks), poses
 
 
-def poses_for_video(job: dict, cfg: SfmConfig) -> dict:
-    """``job``: video_id, timestamps, source indices, tracklet and mask rows, upstream statuses."""
-    vid, ts = job["video_id"], np.asarray(job["timestamps"])
-    failed = next((s for s in job["upstream"] if s["status"] != "ok"), None)
-    if failed is not None:  # an upstream failure names this video's status
-        result = failed_result(ts, job["width"] or 1, job["height"] or 1, failed["message"] or failed["status"])
-        return pose_row(vid, OURS, result, job["source_indices"], status=failed["status"], message=failed["message"])
-    status, value, seconds, peak = run_measured(_poses, job, cfg)
-    stage_seconds = {**job.get("upstream_seconds", {}), "sfm": seconds}
+def poses_for_video(job: PoseJob, cfg: SfmConfig, checks: AnnotationChecks) -> dict:
+    """The ``camera_poses`` row of one video; an upstream failure names its status."""
+    ts = np.asarray(job.timestamps)
+    failed = next((u for u in job.upstream.values() if u.status != Status.ok), None)
+    if failed is not None:
+        result = failed_result(ts, job.width or 1, job.height or 1, failed.message or failed.status)
+        return pose_row(job.video_id, OURS, result, job.source_indices, status=failed.status, message=failed.message)
+    status, value, seconds, peak = run_measured(_poses, job, cfg, checks)
+    stage_seconds = {**{name: u.seconds for name, u in job.upstream.items()}, "sfm": seconds}
     total = sum(stage_seconds.values())
-    peak = max([peak, *job.get("upstream_peaks", [])])
+    peak = max([p for p in (peak, *(u.peak_mib for u in job.upstream.values())) if p == p], default=float("nan"))
     if status != "ok":
-        result = failed_result(ts, job["width"], job["height"], value)
-        return pose_row(vid, OURS, result, job["source_indices"], status="failed", message=value, seconds=total, peak_mib=peak, stage_seconds=stage_seconds)
-    pose_status, message, result = value
-    return pose_row(
-        vid, OURS, result, job["source_indices"], status=pose_status, message=message,
-        seconds=total, peak_mib=peak, stage_seconds=stage_seconds,
-    )
-
-
-__all__ = [
-    "OURS", "decode", "masks_for_video", "masks_from_rows", "tracks_for_video", "tracklets_from_rows", "poses_for_video",
-]
+        result = failed_result(ts, job.width, job.height, value)
+        return pose_row(job.video_id, OURS, result, job.source_indices, status=Status.failed, message=value,
+                        seconds=total, peak_mib=peak, stage_seconds=stage_seconds)
+    verdict, result = value
+    return pose_row(job.video_id, OURS, result, job.source_indices, status=verdict.status, message=verdict.message,
+                    seconds=total, peak_mib=peak, stage_seconds=stage_seconds)

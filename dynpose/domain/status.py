@@ -1,0 +1,25 @@
+"""Every named outcome a video can have, in the order a video meets them. SQL sees plain strings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    ok = "ok"
+    # the catalog probe and decoding (dynpose.domain.video.VideoError)
+    empty = "empty"
+    missing = "missing"
+    unreadable = "unreadable"
+    no_video_stream = "no_video_stream"
+    undecodable = "undecodable"
+    too_short = "too_short"
+    too_large = "too_large"
+    # annotation (dynpose.domain.annotate.decisions)
+    too_few_frames = "too_few_frames"
+    no_texture = "no_texture"
+    static_camera = "static_camera"
+    sfm_failed = "sfm_failed"
+    low_registration = "low_registration"
+    # a crash of one video's work (native fault, killed for memory): recorded, the shard goes on
+    failed = "failed"
