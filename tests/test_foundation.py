@@ -214,24 +214,30 @@ def test_killed_materialization_leaves_no_partial_file_and_rerun_completes(tmp_p
     assert {o.action for o in again} == {"skipped"}
 
 
-def test_ingest_sensor_adds_partitions_and_requests_runs(mixed_videos, tmp_path, monkeypatch):
+def test_sensors_list_the_source_then_request_one_run_per_new_shard(mixed_videos, tmp_path, monkeypatch):
     from dynpose.resources import LakeResource
-    from dynpose.sensors import ingest_sensor
+    from dynpose.sensors import ingest_job, shard_sensor, source_sensor
 
     lake_url = str(tmp_path / "lake")
     monkeypatch.setenv("DYNPOSE_SOURCE", str(mixed_videos))
     instance = dg.DagsterInstance.ephemeral()
     resources = {"lake": LakeResource(url=lake_url)}
-    ctx = dg.build_sensor_context(instance=instance, resources=resources)
-    result = ingest_sensor(ctx)
-    assert isinstance(result, dg.SensorResult)
+    # The source sensor only lists: it asks for an ingest run and hashes nothing itself.
+    request = source_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert isinstance(request, dg.RunRequest) and request.run_key.startswith("ingest-")
+    assert Registry(Lake(lake_url)).shards() == []
+    assert isinstance(shard_sensor(dg.build_sensor_context(instance=instance, resources=resources)), dg.SkipReason)
+    assert ingest_job.execute_in_process(instance=instance, resources=resources).success
     shards = Registry(Lake(lake_url)).shards()
+    assert shards and isinstance(source_sensor(dg.build_sensor_context(instance=instance, resources=resources)), dg.SkipReason)
+
+    result = shard_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert isinstance(result, dg.SensorResult)
     assert [r.partition_key for r in result.run_requests] == shards
     assert [r.run_key for r in result.run_requests] == [f"shard-{s}" for s in shards]
-    assert result.dynamic_partitions_requests[0].partition_keys == shards
     assert result.cursor == shards[-1]
     # Nothing new: the next tick with the cursor skips.
-    again = ingest_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
+    again = shard_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     assert isinstance(again, dg.SkipReason)
 
 

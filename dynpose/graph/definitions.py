@@ -1,23 +1,20 @@
-"""The Dagster code location: every asset, resource, sensor and schedule of dynpose."""
+"""The Dagster code location: every asset (with its checks), resource, job, sensor and schedule.
+
+Assets are loaded from the group folders (``assets/raw``, ``assets/filters``,
+``assets/annotations``, ``assets/eval``), so a new product appears here without an edit.
+"""
 
 import dagster as dg
 
-from dynpose.assets import annotations, raw
-from dynpose.assets import eval as evaluation
+from dynpose import assets
+from dynpose.graph.products import PRODUCTS
 from dynpose.resources import default_resources
-from dynpose.sensors import ingest_job, ingest_schedule, ingest_sensor, process_shard_job
+from dynpose.sensors import JOBS, SCHEDULES, SENSORS
 
-ALL_ASSETS = [
-    raw.clip_catalog,
-    annotations.sampled_frames, annotations.dynamic_masks, annotations.tracklets, annotations.camera_poses, annotations.pose_quality,
-    evaluation.baseline_poses, evaluation.pose_benchmark, evaluation.reprojection_benchmark, evaluation.mask_benchmark,
-    evaluation.filter_benchmark, evaluation.benchmark_report, evaluation.dataset_statistics,
-]
+ASSETS = dg.load_assets_from_package_module(assets)
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    resources=default_resources(),
-    jobs=[process_shard_job, ingest_job],
-    sensors=[ingest_sensor],
-    schedules=[ingest_schedule],
-)
+_missing = sorted(set(PRODUCTS) - {key.to_user_string() for a in ASSETS for key in a.keys})
+if _missing:  # a product defined in the library but listed in no group folder
+    raise RuntimeError(f"product(s) without an asset in assets/<group>/: {', '.join(_missing)}")
+
+defs = dg.Definitions(assets=ASSETS, resources=default_resources(), jobs=JOBS, sensors=SENSORS, schedules=SCHEDULES)

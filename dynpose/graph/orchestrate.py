@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynpose.storage.ledger import MissingInput
+from dynpose.storage.ledger import Ledger, MissingInput
 from dynpose.storage.lake import Lake
 from dynpose.graph.products import AGGREGATE, PRODUCTS, Outcome, downstream, materialize_product, plan_product, topological
 from dynpose.storage.ingest import Registry
@@ -113,7 +113,7 @@ def materialize(
     import dagster as dg
     from tqdm import tqdm
 
-    from dynpose.graph.definitions import ALL_ASSETS
+    from dynpose.graph.definitions import ASSETS
     from dynpose.resources import ExecutorResource, LakeResource
 
     lake = Lake(lake_url)
@@ -140,13 +140,13 @@ def materialize(
     bar = tqdm(shards, desc="shards", unit="shard", disable=not progress or not shard_names)
     with _video_progress(progress):
         for shard in bar:
-            outcomes += _materialize_shard(dg, instance, resources, ALL_ASSETS, lake, settings, shard, shard_names, bar, log)
+            outcomes += _materialize_shard(dg, instance, resources, ASSETS, lake, settings, shard, shard_names, bar, log)
         if aggregate_names and all_shards:
             plan = plan_shard(lake, AGGREGATE, settings, aggregate_names)
             for name in plan.fresh:
                 outcomes.append(materialize_product(lake, PRODUCTS[name], AGGREGATE, settings, log=log))
             if plan.stale:
-                outcomes += _run(dg, instance, resources, ALL_ASSETS, list(plan.stale), None, log)
+                outcomes += _run(dg, instance, resources, ASSETS, lake, list(plan.stale), None, log)
     return outcomes
 
 
@@ -155,7 +155,7 @@ def _materialize_shard(dg, instance, resources, assets, lake, settings, shard, n
     outcomes = [materialize_product(lake, PRODUCTS[name], shard, settings, log=log) for name in plan.fresh]  # recorded skips, no run
     if plan.stale:
         bar.set_postfix_str(f"{shard}: {', '.join(plan.stale)}")
-        outcomes += _run(dg, instance, resources, assets, list(plan.stale), shard, log)
+        outcomes += _run(dg, instance, resources, assets, lake, list(plan.stale), shard, log)
     return outcomes
 
 
@@ -194,25 +194,23 @@ def _video_progress(enabled: bool):
         bar.close()
 
 
-def _run(dg, instance, resources, assets, selection: list[str], shard: str | None, log) -> list[Outcome]:
-    """One Dagster run of the selected assets (of one shard, or of the aggregates); its outcomes."""
+def _run(dg, instance, resources, assets, lake, selection: list[str], shard: str | None, log) -> list[Outcome]:
+    """One Dagster run of the selected assets (of one shard, or of the aggregates); its outcomes,
+    as the ledger recorded them under the run's id."""
     key = shard or AGGREGATE
     result = dg.materialize(
         assets, selection=selection, partition_key=shard, instance=instance, resources=resources,
         raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags={"dynpose/shard": key},
     )
-    outcomes = []
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        meta = {k: v.value for k, v in mat.metadata.items()}
-        outcomes.append(Outcome(
-            mat.asset_key.to_user_string(), key, str(meta.get("action")), str(meta.get("data_version")),
-            int(meta.get("rows", 0)), str(meta.get("reason")), float(meta.get("wall_s", 0.0)),
-        ))
+    outcomes = [Outcome(r.product, r.shard, r.action, r.data_version, r.rows, r.reason, r.wall_s)
+                for r in Ledger(lake).run_records(result.run_id, selection, key)]
+    recorded = {o.product for o in outcomes}
     for e in result.all_events:
         if e.is_step_failure:
-            log(f"FAILED {key} {e.step_key}: {e.event_specific_data.error.message.strip()}")
-            outcomes.append(Outcome(e.step_key, key, "failed", "", 0, "see log"))
+            message = e.event_specific_data.error.message.strip()
+            log(f"FAILED {key} {e.step_key}: {message}")
+            if e.step_key not in recorded:  # failed before the ledger saw it (e.g. a resource)
+                outcomes.append(Outcome(e.step_key, key, "failed", "", 0, message))
     return outcomes
 
 

@@ -48,6 +48,16 @@ def topological(names: list[str] | None = None) -> list[Product]:
     return [p for p in order if p.name in names]
 
 
+def shard_names() -> list[str]:
+    """The per-shard products, in dependency order."""
+    return [p.name for p in topological() if not p.aggregate]
+
+
+def aggregate_names() -> list[str]:
+    """The products computed once over every shard, in dependency order."""
+    return [p.name for p in topological() if p.aggregate]
+
+
 def downstream(name: str) -> list[str]:
     out = {name}
     for p in topological():

@@ -19,6 +19,7 @@ from dynpose.domain.annotate.quality import TierSettings
 from dynpose.domain.annotate.sfm import SfmConfig
 from dynpose.domain.annotate.tracking import TrackConfig
 from dynpose.domain.catalog import CatalogSettings, FrameSettings
+from dynpose.graph.checks import CheckSettings
 from dynpose.storage.ingest import IngestSettings
 
 
@@ -48,6 +49,7 @@ class Settings:
     baseline_poses: BaselineSettings = field(default_factory=BaselineSettings)
     pose_benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
     reprojection_benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
+    asset_checks: CheckSettings = field(default_factory=CheckSettings)  # data checks after each materialization
 
     def section(self, product: str):
         return getattr(self, product, None)

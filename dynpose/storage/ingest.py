@@ -164,13 +164,28 @@ class Registry:
         return [f"s{n:05d}" for n in range(start, start + count)]
 
 
+def _extensions(settings: IngestSettings) -> tuple[str, ...]:
+    return tuple(e.lower() for e in settings.extensions)
+
+
+def _unseen(files: list[SourceFile], registry: Registry) -> list[SourceFile]:
+    seen = registry.seen()
+    return [f for f in files if (f.uri, f.size, f.mtime) not in seen]
+
+
+def unseen_files(source: str, lake: Lake, settings: IngestSettings | None = None) -> list[SourceFile]:
+    """Source files not ingested yet (by uri, size and mtime): a listing, no hashing, so cheap."""
+    return _unseen(list_source(source, _extensions(settings or IngestSettings())), Registry(lake))
+
+
 def ingest(source: str, lake: Lake, settings: IngestSettings | None = None, progress=None) -> IngestReport:
     """Hash new files under ``source`` and write new shard manifests. Idempotent."""
     settings = settings or IngestSettings()
     registry = Registry(lake)
     report = IngestReport()
-    files = list_source(source, tuple(e.lower() for e in settings.extensions))
-    seen = registry.seen()
+    listed = list_source(source, _extensions(settings))
+    files = _unseen(listed, registry)
+    report.already_seen = len(listed) - len(files)
     known = registry.known_video_ids()
     labels = read_labels(source)
     ground_truth = read_ground_truth(source)
@@ -181,10 +196,6 @@ def ingest(source: str, lake: Lake, settings: IngestSettings | None = None, prog
     for i, f in enumerate(files):
         if progress:
             progress(i, len(files), f.uri)
-        key = (f.uri, f.size, f.mtime)
-        if key in seen:
-            report.already_seen += 1
-            continue
         path = f.uri[5:] if f.uri.startswith("s3://") else f.uri
         try:
             with source_fs.open(path, "rb") as fh:

@@ -134,6 +134,14 @@ class Ledger:
             return LEDGER_SCHEMA.empty_table()
         return pa.concat_tables(tables).sort_by([("recorded_at", "ascending")])
 
+    def run_records(self, run_id: str, products: list[str], shard: str) -> list[LedgerRecord]:
+        """What one run did to these products' shard: the records it appended, in order."""
+        out = []
+        for product in products:
+            table = self.history(product, shard)
+            out += [LedgerRecord.from_row(r) for r in table.to_pylist() if r["run_id"] == run_id]
+        return out
+
     def input_versions(self, deps: tuple[str, ...], shard: str) -> dict[str, str]:
         out = {}
         for dep in deps:

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from dynpose.graph.steps import stages
 from dynpose.domain.annotate.quality import assess
-from dynpose.domain.poses import pose_from_row, poses_table
+from dynpose.domain.poses import POSES_SCHEMA, pose_from_row, poses_table
 from dynpose.graph.steps.base import Product, StepContext
 
 MASK_SUMMARY_SCHEMA = pa.schema(
@@ -118,20 +118,24 @@ PRODUCTS = [
         "dynamic_masks", "1", ("sampled_frames",), compute_dynamic_masks,
         "Per-video mask summary; per-frame union and component masks (PNG) with coverage in LanceDB table dynamic_masks.",
         "annotations", uses=("annotation_checks",),
+        schema=MASK_SUMMARY_SCHEMA, checks=("unique_video_ids",),
     ),
     Product(
         "tracklets", "2", ("sampled_frames",), compute_tracklets,
         "Per-video tracking summary; grid tracks per query window (xy float32, visibility, continued points) in LanceDB table tracklets.",
         "annotations", uses=("annotation_checks",),
+        schema=TRACK_SUMMARY_SCHEMA, checks=("unique_video_ids",),
     ),
     Product(
         "camera_poses", "2", ("sampled_frames", "dynamic_masks", "tracklets"), compute_camera_poses,
         "Bundle-adjusted world-to-camera poses per sampled frame, registered flags, shared intrinsics, reprojection error.",
         "annotations", uses=("annotation_checks",),
+        schema=POSES_SCHEMA, checks=("unique_video_ids", "valid_poses"),
     ),
     Product(
         "pose_quality", "2", ("camera_poses",), compute_pose_quality,
         "Registered ratio, reprojection tier and the per-video tier label users filter on.",
         "annotations", uses=("annotation_checks",),
+        schema=QUALITY_SCHEMA, checks=("unique_video_ids",),
     ),
 ]

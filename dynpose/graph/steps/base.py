@@ -50,6 +50,8 @@ class Product:
     metadata: Callable[[Lake, str], dict] | None = None
     # Settings sections besides its own that shape it (e.g. the annotation checks): hashed with its own.
     uses: tuple[str, ...] = ()
+    schema: pa.Schema | None = None  # the stored table's columns: checked, and shown in the UI
+    checks: tuple[str, ...] = ()  # data checks beyond the schema and failed share (dynpose.graph.checks.CHECKS)
 
 
 AGGREGATE = "all"
