@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dynpose.evaluation.markdown import markdown_table, write_markdown_with_plots
+from dynpose.domain.annotate.decisions import MIN_REGISTERED
 from dynpose.domain.poses import pose_from_row
 from dynpose.evaluation.metrics import plots
 from dynpose.evaluation.metrics.dataset_stats import pose_statistics, video_length
@@ -86,7 +87,7 @@ def dataset_statistics(
     mask_summary_rows: list[dict],
     *,
     method: str | None = None,
-    min_registered: float = 0.8,
+    min_registered: float = MIN_REGISTERED,
     title: str = "Dataset statistics",
 ) -> DatasetStatistics:
     """Per-video and summary statistics of videos whose catalog status is ok.

@@ -133,11 +133,6 @@ class Lake:
         pq.write_table(table, buf, compression="zstd")
         return buf.getvalue()
 
-    def write_table(self, product: str, shard: str, table: pa.Table) -> str:
-        path = self.table_path(product, shard)
-        self.put_bytes(path, self.parquet_bytes(table))
-        return path
-
     def read_table(self, product: str, shard: str) -> pa.Table:
         path = self.table_path(product, shard)
         try:

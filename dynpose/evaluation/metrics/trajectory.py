@@ -27,6 +27,7 @@ from evo.core import metrics, sync
 from evo.core.geometry import GeometryException
 from evo.core.trajectory import PoseTrajectory3D
 
+from dynpose.domain.annotate.decisions import MIN_REGISTERED
 from dynpose.domain.camera import PoseResult, invert_pose
 
 
@@ -114,7 +115,7 @@ def _errors(ref: PoseTrajectory3D, est: PoseTrajectory3D) -> dict:
 def evaluate_trajectory(
     pred: PoseResult,
     gt: PoseResult,
-    min_registered: float = 0.8,
+    min_registered: float = MIN_REGISTERED,
     fill_seed: int = 0,
     unregistered: str = "nearest",
     max_diff: float | None = None,
