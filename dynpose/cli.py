@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import posixpath
 import subprocess
 import sys
 import time
@@ -112,14 +113,22 @@ def cmd_sql(args) -> int:
         print(f"sql error: {exc}", file=sys.stderr)
         return 2
     if args.format == "csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(table, sys.stdout.buffer)
+        _write_csv(table, sys.stdout)
     elif args.format == "json":
         print(json.dumps(table.to_pylist(), default=str, indent=1))
     else:
         _print_table(table.to_pylist(), table.column_names)
     return 0
+
+
+def _write_csv(table, out) -> None:
+    """Header row first, quotes only where CSV needs them, None as an empty field."""
+    import csv
+
+    writer = csv.writer(out, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in table.to_pylist():
+        writer.writerow(["" if v is None else v for v in row.values()])
 
 
 def cmd_ui(args) -> int:
@@ -132,6 +141,54 @@ def cmd_ui(args) -> int:
     cmd = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(args.port), "-m", "dynpose.graph.definitions"]
     print(f"Dagster UI on http://127.0.0.1:{args.port} (lake {env['DYNPOSE_LAKE']}); Ctrl-C stops it")
     return subprocess.call(cmd, env=env)
+
+
+DEMO_COLUMNS = ["video", "status", "registered frames", "tier", "ATE"]
+
+
+def video_rows(catalog: list[dict], poses: list[dict], quality: list[dict], benchmark: list[dict]) -> list[dict]:
+    """One summary row per catalogued video, by file name: status (of our poses, or the catalog's if
+    it failed before), registered/sampled frames, quality tier, and ATE for clips with ground truth."""
+    pose = {r["video_id"]: r for r in poses if r.get("method", "ours") == "ours"}
+    tier = {r["video_id"]: r.get("tier") for r in quality}
+    ate = {r["video_id"]: r.get("ate") for r in benchmark if r.get("method", "ours") == "ours"}
+    rows = []
+    for c in sorted(catalog, key=lambda r: (posixpath.basename(r.get("source_uri") or ""), r["video_id"])):
+        vid, p = c["video_id"], pose.get(c["video_id"])
+        if c.get("status") != "ok" or p is None:
+            status = c.get("status") if c.get("status") != "ok" else "no poses yet"
+            frames = None
+        else:
+            status = p.get("status")
+            frames = f"{sum(bool(x) for x in (p.get('registered') or []))}/{p.get('n_frames') or 0}"
+        rows.append({
+            "video": posixpath.basename(c.get("source_uri") or "") or vid, "status": status, "registered frames": frames,
+            "tier": tier.get(vid) if p is not None else None,
+            "ATE": ate.get(vid) if c.get("ground_truth_uri") else None,
+        })
+    return rows
+
+
+def demo_video_rows(lake) -> list[dict]:
+    """``video_rows`` from the lake's products; a product not materialized yet counts as empty."""
+    import duckdb
+
+    from dynpose.storage.sql import build_catalog, query
+
+    build_catalog(lake)
+
+    def rows(sql: str) -> list[dict]:
+        try:
+            return query(lake, sql, rebuild=False).to_pylist()
+        except duckdb.Error:  # no such table (yet) or column: that part of the summary stays empty
+            return []
+
+    return video_rows(
+        rows("select video_id, source_uri, status, ground_truth_uri from clip_catalog"),
+        rows("select video_id, method, status, n_frames, registered from camera_poses where method = 'ours'"),
+        rows("select video_id, tier from pose_quality"),
+        rows("select video_id, method, ate from pose_benchmark where method = 'ours'"),
+    )
 
 
 def cmd_demo(args) -> int:
@@ -154,6 +211,8 @@ def cmd_demo(args) -> int:
     code = cmd_materialize(args)
     print()
     _print_table(query(lake, "select status, count(*) as videos from clip_catalog group by 1 order by 1").to_pylist())
+    print()
+    _print_table(demo_video_rows(lake), DEMO_COLUMNS)
     print(
         f"\nNext:\n  dynpose --lake {lake_url} sql \"select * from clip_catalog\"\n"
         f"  dynpose --lake {lake_url} status\n  dynpose --lake {lake_url} ui    # then open http://127.0.0.1:3000"
@@ -169,6 +228,7 @@ def cmd_annotate(args) -> int:
     cfg = AnnotateConfig(
         fps=st.sampled_frames.fps, max_side=st.sampled_frames.max_side,
         masks=None if args.no_masks else st.dynamic_masks, tracking=st.tracklets, sfm=st.camera_poses,
+        checks=st.annotation_checks, tiers=st.pose_quality,
     )
     ann = annotate_video(args.video, args.out, cfg)
     k = ann.poses.intrinsics
@@ -235,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynpose", description="Dynamic camera pose dataset curation on a shard-partitioned lake.")
     parser.add_argument("--lake", help=f"lake root: a path or s3://bucket/prefix (env DYNPOSE_LAKE, default {DEFAULT_LAKE})")
     parser.add_argument("--settings", default=os.environ.get("DYNPOSE_SETTINGS"), help="YAML settings file (env DYNPOSE_SETTINGS)")
+    parser.add_argument("--verbose", action="store_true", default=None,
+                        help="native library logs (MediaPipe, COLMAP, Ray) on the terminal instead of <lake>/_logs (env DYNPOSE_VERBOSE=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def executor_args(p):
@@ -300,9 +362,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run native code (and child processes) whose log lines go to a file, not the terminal.
+LOGGED_COMMANDS = ("demo", "materialize", "bench", "annotate", "ingest", "synth")
+
+
+def _log_dir(args) -> Path:
+    """``<lake>/_logs`` for a local lake the command works on; a local cache folder otherwise."""
+    from dynpose.logs import cache_log_dir
+
+    url = _lake_url(args)
+    if args.command in ("demo", "materialize", "ingest") and not url.startswith("s3://"):
+        return Path(url).resolve() / "_logs"
+    return cache_log_dir()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in LOGGED_COMMANDS:
+            from dynpose.logs import native_logs_to_file
+
+            with native_logs_to_file(_log_dir(args), args.command, verbose=args.verbose):
+                return args.func(args) or 0
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -52,6 +52,23 @@ class InProcessExecutor:
         return out
 
 
+def _verbose() -> bool:
+    # As dynpose.logs.is_verbose (the command line sets DYNPOSE_VERBOSE=1 for --verbose); read here
+    # directly because the graph layer does not import the command line's modules.
+    return os.environ.get("DYNPOSE_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _ray_logs_to_fd2() -> None:
+    import logging
+    import sys
+
+    if sys.__stderr__ is None:
+        return
+    for handler in logging.getLogger("ray").handlers:
+        if type(handler).__name__ == "PlainRayHandler" or type(handler) is logging.StreamHandler:
+            handler.setStream(sys.__stderr__)  # the stream on fd 2 itself, not the terminal sys.stderr keeps
+
+
 def _apply(fn, item):
     return fn(item)
 
@@ -71,8 +88,14 @@ class RayExecutor:
 
         if ray.is_initialized():
             return ray
+        # Worker logs stay in Ray's session folder and the driver's own log lines go where native
+        # logs go (file descriptor 2: the run's log file under the CLI), unless --verbose /
+        # DYNPOSE_VERBOSE=1 asks for both on the terminal.
+        quiet = dict(log_to_driver=_verbose())
+        if not _verbose():
+            _ray_logs_to_fd2()
         if self.address:
-            ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
+            ray.init(address=self.address, ignore_reinit_error=True, **quiet)
         else:
             # Keep a local Ray on loopback, without the dashboard or usage reporting.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -82,7 +105,7 @@ class RayExecutor:
                 include_dashboard=False,
                 _node_ip_address="127.0.0.1",
                 ignore_reinit_error=True,
-                log_to_driver=False,
+                **quiet,
             )
         return ray
 
