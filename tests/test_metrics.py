@@ -199,7 +199,8 @@ def test_errors_are_720p_normalised():
     gt = random_trajectory(seed=2)
     pred = perturb(gt, 0.5, 0.01)
     corr_720 = correspondences(gt, 1280, 720)
-    corr_360 = {k: (v / 2 if k.startswith(("x", "y")) else v) for k, v in corr_720.items()}
+    # Halving the resolution moves pixel centre x to (x + 0.5) / 2 - 0.5 (integer pixel centres, as Intrinsics.scaled).
+    corr_360 = {k: ((v + 0.5) / 2 - 0.5 if k.startswith(("x", "y")) else v) for k, v in corr_720.items()}
     e720 = rp.reprojection_errors(pred, corr_720, 1280, 720)
     assert np.allclose(rp.reprojection_errors(pred, corr_360, 640, 360), e720, rtol=1e-9)
     # ... and the raw Sampson distance at 640x360 is half the reported number.

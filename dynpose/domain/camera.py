@@ -2,7 +2,10 @@
 
 Conventions (docs/DESIGN.md section 8):
 - poses are world-to-camera ``[R|t]`` 3x4 float64 in OpenCV axes (x right, y down, z forward);
-- intrinsics are ``fx, fy, cx, cy`` in pixels of the stored resolution, with that resolution;
+- intrinsics are ``fx, fy, cx, cy`` in pixels of the stored resolution, with that resolution, in
+  the OpenCV pixel convention: pixel centres at integer coordinates, so the image centre is
+  ``((W - 1) / 2, (H - 1) / 2)`` (COLMAP puts pixel centres at +0.5: ``dynpose.domain.colmap_io``
+  converts at that boundary); the synthetic ground truth uses the same convention;
 - times are seconds; unregistered frames are normal and carry ``registered=False``.
 
 Files:
@@ -23,6 +26,14 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 
+PRIOR_FOCAL_FACTOR = 1.2  # COLMAP's prior focal: 1.2 x the long side (about a 45 degree FOV)
+
+
+def image_centre(width: int, height: int) -> tuple[float, float]:
+    """The image centre in our pixel convention (pixel centres at integers)."""
+    return (width - 1) / 2.0, (height - 1) / 2.0
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     fx: float
@@ -36,9 +47,14 @@ class Intrinsics:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
     def scaled(self, width: int, height: int) -> "Intrinsics":
-        """The same camera at another resolution (pixel-centre convention: cx scales with width)."""
+        """The same camera at another resolution.
+
+        Pixel centres sit at integers, so a pixel's edges are at ``x -/+ 0.5`` and resizing by ``s``
+        maps ``x`` to ``(x + 0.5) * s - 0.5`` (as cv2.resize does): the principal point too, so the
+        image centre stays the image centre and scaling there and back is the identity.
+        """
         sx, sy = width / self.width, height / self.height
-        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height)
+        return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, width, height)
 
 
 @dataclass
@@ -56,6 +72,27 @@ class PoseResult:
     @property
     def registered_ratio(self) -> float:
         return float(np.mean(self.registered)) if len(self.registered) else 0.0
+
+    @classmethod
+    def unregistered(cls, timestamps, width: int, height: int, reason: str, focal: float | None = None, **extra) -> "PoseResult":
+        """Every frame unregistered (identity rows), a placeholder camera, and why (``extra["reason"]``).
+
+        The one builder of a result that registered nothing, for every method: focal ``focal``
+        (default :data:`PRIOR_FOCAL_FACTOR` x the long side, COLMAP's prior), principal point at the
+        image centre ``((W - 1) / 2, (H - 1) / 2)`` in our pixel convention.
+        """
+        n = len(timestamps)
+        f = float(PRIOR_FOCAL_FACTOR * max(width, height) if focal is None else focal)
+        poses = np.zeros((n, 3, 4))
+        poses[:, :, :3] = np.eye(3)
+        cx, cy = image_centre(width, height)
+        return cls(
+            timestamps=np.asarray(timestamps, np.float64),
+            poses_w2c=poses,
+            registered=np.zeros(n, bool),
+            intrinsics=Intrinsics(f, f, cx, cy, int(width), int(height)),
+            extra={"reason": reason, **extra},
+        )
 
 
 def invert_pose(pose: np.ndarray) -> np.ndarray:

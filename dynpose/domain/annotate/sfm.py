@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dynpose.domain.annotate.decisions import MIN_REGISTERED
 from dynpose.domain.annotate.tracking import Tracklets
-from dynpose.domain.camera import Intrinsics, PoseResult
+from dynpose.domain.camera import PoseResult, image_centre
+from dynpose.domain.colmap_io import pose_result_from_reconstruction, to_colmap_xy
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 class SfmConfig:
     mapper: str = "global"  # "global" (GLOMAP) | "incremental" (COLMAP)
     fallback: bool = True  # run the other mapper when the first registers < min_registered
-    min_registered: float = 0.8  # paper: trajectories below 80% registered are dropped
+    min_registered: float = MIN_REGISTERED  # a hypothesis registering this share ends the search (the ok threshold)
     camera_model: str = "SIMPLE_RADIAL"  # or "SIMPLE_PINHOLE"
     focal_guess: float = 1.2  # initial focal = focal_guess * max(W, H) (about a 45 degree FOV)
     calibrate_view_graph: bool = True  # estimate the focal from the fundamental matrices before mapping
@@ -189,7 +191,8 @@ def write_database(path: Path, corr: Correspondences, width: int, height: int, c
     import pycolmap
 
     focal = cfg.focal_guess * max(width, height)
-    params = [focal, width / 2, height / 2] + ([0.0] if cfg.camera_model == "SIMPLE_RADIAL" else [])
+    cx, cy = to_colmap_xy(image_centre(width, height))  # COLMAP's (W / 2, H / 2)
+    params = [focal, float(cx), float(cy)] + ([0.0] if cfg.camera_model == "SIMPLE_RADIAL" else [])
     camera = pycolmap.Camera(model=cfg.camera_model, width=width, height=height, params=params)
     # Per-frame keypoints: the observations of that frame in track order; kp_index maps obs -> keypoint.
     order = np.lexsort((corr.track, corr.frame))
@@ -211,7 +214,7 @@ def write_database(path: Path, corr: Correspondences, width: int, height: int, c
         for i in range(corr.num_frames):
             ids.append(db.write_image(pycolmap.Image(name=f"{i:06d}.png", camera_id=cam_id)))
             # COLMAP puts pixel centres at +0.5; ours (OpenCV) at integers.
-            xy = corr.xy[order[starts[i] : starts[i] + counts[i]]] + 0.5
+            xy = to_colmap_xy(corr.xy[order[starts[i] : starts[i] + counts[i]]])
             db.write_keypoints(ids[-1], xy.astype(np.float32).reshape(-1, 2))
         for (a, b), m in pairs.items():
             if len(m) >= cfg.min_num_inliers:
@@ -271,42 +274,16 @@ def _map(db_path: Path, out: Path, mapper: str, cfg: SfmConfig) -> dict:
 
 
 def _to_result(rec, timestamps: np.ndarray, width: int, height: int, mapper: str) -> PoseResult:
-    n = len(timestamps)
-    poses = np.tile(np.hstack([np.eye(3), np.zeros((3, 1))]), (n, 1, 1))
-    registered = np.zeros(n, bool)
-    for image in rec.images.values():
-        if image.has_pose:
-            i = int(image.name.split(".")[0])
-            poses[i] = image.cam_from_world().matrix()
-            registered[i] = True
-    cam = next(iter(rec.cameras.values()))
-    f, cx, cy = cam.params[:3]
-    extra = {"mapper": mapper, "camera_model": cam.model_name, "camera_params": [float(p) for p in cam.params]}
-    if cam.model_name == "SIMPLE_RADIAL":
-        extra["radial_k1"] = float(cam.params[3])
-    return PoseResult(
-        timestamps=np.asarray(timestamps, np.float64),
-        poses_w2c=poses,
-        registered=registered,
-        intrinsics=Intrinsics(float(f), float(f), float(cx) - 0.5, float(cy) - 0.5, width, height),
-        reprojection_error=float(rec.compute_mean_reprojection_error()),
-        num_points=int(rec.num_points3D()),
-        extra=extra,
+    """The shared COLMAP conversion (pixel convention included); image ``i`` is frame ``i`` (name-coded)."""
+    return pose_result_from_reconstruction(
+        rec, timestamps, width, height, lambda name: int(name.split(".")[0]), extra={"mapper": mapper},
     )
 
 
 def failed_result(timestamps: np.ndarray, width: int, height: int, reason: str, cfg: SfmConfig | None = None, **extra) -> PoseResult:
-    """All frames unregistered, the initial intrinsics guess, and why."""
+    """All frames unregistered, the initial intrinsics guess (``cfg.focal_guess``), and why."""
     cfg = cfg or SfmConfig()
-    f = cfg.focal_guess * max(width, height)
-    n = len(timestamps)
-    return PoseResult(
-        timestamps=np.asarray(timestamps, np.float64),
-        poses_w2c=np.tile(np.hstack([np.eye(3), np.zeros((3, 1))]), (n, 1, 1)),
-        registered=np.zeros(n, bool),
-        intrinsics=Intrinsics(f, f, (width - 1) / 2, (height - 1) / 2, width, height),
-        extra={"reason": reason, **extra},
-    )
+    return PoseResult.unregistered(timestamps, width, height, reason, focal=cfg.focal_guess * max(width, height), **extra)
 
 
 def run_sfm(

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dynpose.domain.camera import Intrinsics, PoseResult
+from dynpose.domain.camera import PoseResult
 from dynpose.domain.video import SampledFrames
 
 
@@ -56,15 +56,6 @@ def get_method(name: str) -> PoseMethod:
 
 
 def failed_result(sampled: SampledFrames, reason: str, **extra: Any) -> PoseResult:
-    """The result of a method that registered nothing: identity rows, all unregistered."""
-    n, height, width = len(sampled), int(sampled.frames.shape[1]), int(sampled.frames.shape[2])
-    focal = 1.2 * max(width, height)  # COLMAP's prior focal; a placeholder, not an estimate
-    poses = np.zeros((n, 3, 4))
-    poses[:, :, :3] = np.eye(3)
-    return PoseResult(
-        timestamps=np.asarray(sampled.timestamps, np.float64),
-        poses_w2c=poses,
-        registered=np.zeros(n, bool),
-        intrinsics=Intrinsics(focal, focal, width / 2.0, height / 2.0, width, height),
-        extra={"reason": reason, **extra},
-    )
+    """The result of a method that registered nothing (:meth:`PoseResult.unregistered` on ``sampled``)."""
+    height, width = int(sampled.frames.shape[1]), int(sampled.frames.shape[2])
+    return PoseResult.unregistered(sampled.timestamps, width, height, reason, **extra)  # COLMAP's prior focal

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 
 from dynpose.evaluation.baselines import failed_result
-from dynpose.domain.camera import Intrinsics, PoseResult
+from dynpose.domain.camera import PoseResult
+from dynpose.domain.colmap_io import pose_result_from_reconstruction
 from dynpose.domain.video import SampledFrames
 
 NAME = "colmap"
@@ -107,28 +108,15 @@ def _sfm(work: Path, names: list[str], use_masks: bool, opts: dict):
 
 
 def to_pose_result(rec, sampled: SampledFrames, names: list[str]) -> PoseResult:
-    """World-to-camera poses per frame from a pycolmap Reconstruction (unregistered frames: identity)."""
-    height, width = sampled.frames.shape[1:3]
-    poses = np.zeros((len(names), 3, 4))
-    poses[:, :, :3] = np.eye(3)
-    registered = np.zeros(len(names), bool)
-    index = {name: i for i, name in enumerate(names)}
-    for image in rec.images.values():
-        if image.has_pose and image.name in index:
-            poses[index[image.name]] = image.cam_from_world().matrix()
-            registered[index[image.name]] = True
-    camera = next(iter(rec.cameras.values()))
-    f, cx, cy, k1 = (float(v) for v in camera.params)  # SIMPLE_RADIAL: f, cx, cy, k
+    """World-to-camera poses per frame from a pycolmap Reconstruction (unregistered frames: identity).
+
+    The shared conversion (:func:`dynpose.domain.colmap_io.pose_result_from_reconstruction`): COLMAP's
+    SIFT keypoints and principal point are in its +0.5 pixel convention, the result in ours.
+    """
+    height, width = sampled.frames.shape[1:3]  # the size COLMAP saw
     points = np.array([p.xyz for p in rec.points3D.values()], np.float32).reshape(-1, 3)
-    return PoseResult(
-        timestamps=np.asarray(sampled.timestamps, np.float64),
-        poses_w2c=poses,
-        registered=registered,
-        intrinsics=Intrinsics(f, f, cx, cy, int(width), int(height)),  # the size COLMAP saw
-        reprojection_error=float(rec.compute_mean_reprojection_error()),
-        num_points=int(rec.num_points3D()),
-        extra={"radial_k1": k1, "points3d": points},
-    )
+    index = {name: i for i, name in enumerate(names)}
+    return pose_result_from_reconstruction(rec, sampled.timestamps, int(width), int(height), index, extra={"points3d": points})
 
 
 def run(sampled: SampledFrames, dynamic_masks: np.ndarray | None = None, use_masks: bool = False, **options) -> PoseResult:
