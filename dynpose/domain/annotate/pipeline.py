@@ -108,7 +108,7 @@ def annotate_frames(sampled: SampledFrames, cfg: AnnotateConfig | None = None, m
         return finish(verdict, masks=masks, tracklets=tracklets)
 
     t0 = time.perf_counter()
-    poses = run_sfm(tracklets, masks, sampled.timestamps, cfg.sfm)
+    poses = run_sfm(tracklets, masks, sampled.timestamps, cfg.sfm, min_registered=cfg.checks.min_registered)
     timings["sfm_s"] = time.perf_counter() - t0
     return finish(poses_verdict(poses, cfg.checks), poses, masks=masks, tracklets=tracklets)
 

@@ -40,8 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SfmConfig:
     mapper: str = "global"  # "global" (GLOMAP) | "incremental" (COLMAP)
-    fallback: bool = True  # run the other mapper when the first registers < min_registered
-    min_registered: float = MIN_REGISTERED  # a hypothesis registering this share ends the search (the ok threshold)
+    fallback: bool = True  # run the other mapper when the first registers < min_registered (run_sfm's argument)
     camera_model: str = "SIMPLE_RADIAL"  # or "SIMPLE_PINHOLE"
     focal_guess: float = 1.2  # initial focal = focal_guess * max(W, H) (about a 45 degree FOV)
     calibrate_view_graph: bool = True  # estimate the focal from the fundamental matrices before mapping
@@ -292,8 +291,12 @@ def run_sfm(
     timestamps: np.ndarray,
     cfg: SfmConfig | None = None,
     work_dir: str | Path | None = None,
+    min_registered: float = MIN_REGISTERED,
 ) -> PoseResult:
-    """Camera poses and shared intrinsics from static tracklets; never raises for a bad video."""
+    """Camera poses and shared intrinsics from static tracklets; never raises for a bad video.
+
+    The mapper hypotheses are tried in turn until one registers ``min_registered`` of the frames
+    (the threshold a video's status is judged by: ``annotation_checks.min_registered``)."""
     import pycolmap
 
     cfg = cfg or SfmConfig()
@@ -301,13 +304,13 @@ def run_sfm(
     if not cfg.verbose:
         pycolmap.logging.minloglevel = max(level, 2)  # the global mapper warns about every missing image file
     try:
-        return _run_sfm(tracklets, masks, timestamps, cfg, work_dir)
+        return _run_sfm(tracklets, masks, timestamps, cfg, work_dir, min_registered)
     finally:
         pycolmap.logging.minloglevel = level
 
 
 def _map_database(tmp: Path, corr: Correspondences, timestamps: np.ndarray, w: int, h: int, cfg: SfmConfig,
-                  calibrate: bool, timings: dict, attempts: list) -> tuple[PoseResult | None, dict]:
+                  calibrate: bool, timings: dict, attempts: list, min_registered: float) -> tuple[PoseResult | None, dict]:
     """Write and verify a database, then run the mappers in turn; the best model and database stats."""
     import pycolmap
 
@@ -348,12 +351,12 @@ def _map_database(tmp: Path, corr: Correspondences, timestamps: np.ndarray, w: i
             if best is None or result.registered_ratio > best.registered_ratio:
                 best = result
         attempts.append(attempt)
-        if best is not None and best.registered_ratio >= cfg.min_registered:
+        if best is not None and best.registered_ratio >= min_registered:
             break
     return best, db_stats
 
 
-def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir) -> PoseResult:
+def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir, min_registered: float) -> PoseResult:
     w, h = tracklets.width, tracklets.height
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -366,11 +369,11 @@ def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir) -> PoseResu
     # mappers with nothing to triangulate (a low-parallax dolly): then map again without it.
     for calibrate in dict.fromkeys([cfg.calibrate_view_graph, False]):
         with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-            result, verified = _map_database(Path(tmp), corr, timestamps, w, h, cfg, calibrate, timings, attempts)
+            result, verified = _map_database(Path(tmp), corr, timestamps, w, h, cfg, calibrate, timings, attempts, min_registered)
         stats.update(verified)
         if result is not None and (best is None or result.registered_ratio > best.registered_ratio):
             best = result
-        if best is not None and best.registered_ratio >= cfg.min_registered:
+        if best is not None and best.registered_ratio >= min_registered:
             break
         if verified["verified_pairs"] == 0:
             return failed_result(timestamps, w, h, "no verified image pair", cfg, stats=stats, timings=timings)

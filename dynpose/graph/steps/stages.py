@@ -191,7 +191,7 @@ def _poses(job: PoseJob, cfg: SfmConfig, checks: AnnotationChecks) -> tuple[Verd
     verdict = motion_verdict(track_motion(tracks, masks), w, h, checks)
     if not verdict.ok:
         return verdict, failed_result(ts, w, h, verdict.message, cfg)
-    poses = run_sfm(tracks, masks, ts, cfg)
+    poses = run_sfm(tracks, masks, ts, cfg, min_registered=checks.min_registered)
     return poses_verdict(poses, checks), poses
 
 
