@@ -12,7 +12,8 @@ import dagster as dg
 import pyarrow as pa
 
 from dynpose.graph.checks import checks_for, run_checks
-from dynpose.graph.products import AGGREGATE, PRODUCTS, Product, downstream, materialize_product, plan_product
+from dynpose.graph.products import PRODUCTS, downstream, materialize_product, plan_product
+from dynpose.graph.steps.base import AGGREGATE, Product
 from dynpose.resources import ExecutorResource, LakeResource
 from dynpose.storage.ledger import MissingInput
 
@@ -22,8 +23,14 @@ video_shards = dg.DynamicPartitionsDefinition(name="video_shards")
 # (Dagster's own console log stays at WARNING there).
 progress_log = logging.getLogger("dynpose.progress")
 
-_ARROW_TYPES = {pa.types.is_string: "string", pa.types.is_integer: "int", pa.types.is_floating: "float",
-                pa.types.is_boolean: "bool", pa.types.is_list: "list", pa.types.is_binary: "bytes"}
+_ARROW_TYPES = {
+    pa.types.is_string: "string",
+    pa.types.is_integer: "int",
+    pa.types.is_floating: "float",
+    pa.types.is_boolean: "bool",
+    pa.types.is_list: "list",
+    pa.types.is_binary: "bytes",
+}
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
@@ -95,14 +102,22 @@ def product_asset(name: str) -> dg.AssetsDefinition:
             progress_log.info("%s[%s]", product.name, shard, extra={"done": done, "total": total})
 
         outcome = materialize_product(
-            store, current, shard, settings, executor.executor(), log=context.log.info, run_id=context.run.run_id,
+            store,
+            current,
+            shard,
+            settings,
+            executor.executor(),
+            log=context.log.info,
+            run_id=context.run.run_id,
             progress=progress,
         )
         if outcome.action == "skipped" and not _downstream_needs_it(context, store, current, shard, settings):
             context.log.info(f"{product.name}[{shard}] is fresh (data version {outcome.data_version}): skipped")
         else:
             meta = {
-                "action": outcome.action, "reason": outcome.reason, "rows": dg.MetadataValue.int(outcome.rows),
+                "action": outcome.action,
+                "reason": outcome.reason,
+                "rows": dg.MetadataValue.int(outcome.rows),
                 "path": dg.MetadataValue.path(store.table_path(product.name, shard)),
                 "wall_s": dg.MetadataValue.float(round(outcome.wall_s, 3)),
             }
@@ -113,9 +128,14 @@ def product_asset(name: str) -> dg.AssetsDefinition:
         table = store.read_table(product.name, shard) if store.exists(store.table_path(product.name, shard)) else None
         for check, result in run_checks(checks, table, current.schema, settings.asset_checks).items():
             yield dg.AssetCheckResult(
-                check_name=check, passed=result.passed, description=result.description,
+                check_name=check,
+                passed=result.passed,
+                description=result.description,
                 severity=dg.AssetCheckSeverity.WARN if result.severity == "warn" else dg.AssetCheckSeverity.ERROR,
-                metadata={k: dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v for k, v in result.metadata.items()},
+                metadata={
+                    k: dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v
+                    for k, v in result.metadata.items()
+                },
             )
 
     return _asset

@@ -133,10 +133,18 @@ def native_logs_to_file(folder: str | Path, command: str, verbose: bool | None =
             original = getattr(sys, name, None) if name else None
             if _writes_to_fd(original, fd):
                 terminal = open(
-                    kept[fd], "w", encoding=original.encoding, errors=original.errors, closefd=False,
-                    buffering=-1, newline=None,
+                    kept[fd],
+                    "w",
+                    encoding=original.encoding,
+                    errors=original.errors,
+                    closefd=False,
+                    buffering=-1,
+                    newline=None,
                 )
-                terminal.reconfigure(line_buffering=original.line_buffering, write_through=fd == 2 or getattr(original, "write_through", False))
+                terminal.reconfigure(
+                    line_buffering=original.line_buffering,
+                    write_through=fd == 2 or getattr(original, "write_through", False),
+                )
                 stand_in = _KeptStream(terminal, original)
                 setattr(sys, name, stand_in)
                 replaced[name] = (original, stand_in)

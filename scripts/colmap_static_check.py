@@ -25,7 +25,9 @@ import cv2
 import numpy as np
 
 
-def run_colmap(images: list[np.ndarray], work: Path, known_intrinsics=None, threads: int = 2, focal_prior=None) -> dict[int, np.ndarray]:
+def run_colmap(
+    images: list[np.ndarray], work: Path, known_intrinsics=None, threads: int = 2, focal_prior=None
+) -> dict[int, np.ndarray]:
     """Registered frame index -> world-to-camera 3x4 pose from incremental SfM.
 
     ``known_intrinsics`` (fx, fy, cx, cy) fixes a pinhole camera; ``focal_prior`` (f, cx, cy) only
@@ -50,8 +52,14 @@ def run_colmap(images: list[np.ndarray], work: Path, known_intrinsics=None, thre
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = threads
     extraction.use_gpu = False
-    pycolmap.extract_features(db, img_dir, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader, extraction_options=extraction,
-                              device=pycolmap.Device.cpu)
+    pycolmap.extract_features(
+        db,
+        img_dir,
+        camera_mode=pycolmap.CameraMode.SINGLE,
+        reader_options=reader,
+        extraction_options=extraction,
+        device=pycolmap.Device.cpu,
+    )
     if known_intrinsics is not None or focal_prior is not None:
         database = pycolmap.Database.open(db)
         for cam in database.read_all_cameras():
@@ -119,10 +127,16 @@ def main(argv=None) -> int:
     ap.add_argument("--fps", type=float, default=12.0)
     ap.add_argument("--width", type=int, default=854)
     ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--clip", help="an existing clip <name>.mp4 with its <name>/ ground-truth folder (instead of rendering)")
-    ap.add_argument("--intrinsics", choices=["prior", "fixed", "unknown"], default="prior",
-                    help="prior: start from the true focal length and let bundle adjustment refine it (default); "
-                         "fixed: true pinhole intrinsics, not refined; unknown: COLMAP's default focal guess")
+    ap.add_argument(
+        "--clip", help="an existing clip <name>.mp4 with its <name>/ ground-truth folder (instead of rendering)"
+    )
+    ap.add_argument(
+        "--intrinsics",
+        choices=["prior", "fixed", "unknown"],
+        default="prior",
+        help="prior: start from the true focal length and let bundle adjustment refine it (default); "
+        "fixed: true pinhole intrinsics, not refined; unknown: COLMAP's default focal guess",
+    )
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the result here")
@@ -143,8 +157,16 @@ def main(argv=None) -> int:
     else:
         from dynpose.domain.synth import ClipSpec, render_clip
 
-        spec = ClipSpec(seed=args.seed, layout=args.layout, trajectory=args.trajectory, variant="static_scene", width=args.width,
-                        height=args.height, fps=args.fps, seconds=args.seconds)
+        spec = ClipSpec(
+            seed=args.seed,
+            layout=args.layout,
+            trajectory=args.trajectory,
+            variant="static_scene",
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            seconds=args.seconds,
+        )
         clip = render_clip(spec)
         frames, poses, times = clip.frames, clip.poses_w2c, clip.timestamps
         intr = tuple(clip.intrinsics[0])
@@ -152,12 +174,24 @@ def main(argv=None) -> int:
     t_render = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
-        est = run_colmap(list(frames), work, intr if args.intrinsics == "fixed" else None, threads=args.threads,
-                         focal_prior=(0.5 * (intr[0] + intr[1]), intr[2], intr[3]) if args.intrinsics == "prior" else None)
+        est = run_colmap(
+            list(frames),
+            work,
+            intr if args.intrinsics == "fixed" else None,
+            threads=args.threads,
+            focal_prior=(0.5 * (intr[0] + intr[1]), intr[2], intr[3]) if args.intrinsics == "prior" else None,
+        )
     t_sfm = time.perf_counter() - t0 - t_render
     n = len(frames)
-    result = {"clip": label, "intrinsics": args.intrinsics, "frames": n, "registered": len(est), "registration_ratio": len(est) / n,
-              "render_s": round(t_render, 1), "sfm_s": round(t_sfm, 1)}
+    result = {
+        "clip": label,
+        "intrinsics": args.intrinsics,
+        "frames": n,
+        "registered": len(est),
+        "registration_ratio": len(est) / n,
+        "render_s": round(t_render, 1),
+        "sfm_s": round(t_sfm, 1),
+    }
     if len(est) >= 3:
         result.update(ate_sim3(est, poses, times))
     print(json.dumps(result, indent=1))

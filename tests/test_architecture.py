@@ -11,10 +11,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # Installed package name -> folder (pyproject's package-dir: the design card's top-level folders).
-ROOTS = {"dynpose": REPO / "dynpose", "dynpose.assets": REPO / "assets", "dynpose.resources": REPO / "resources",
-         "dynpose.sensors": REPO / "sensors"}
+ROOTS = {
+    "dynpose": REPO / "dynpose",
+    "dynpose.assets": REPO / "assets",
+    "dynpose.resources": REPO / "resources",
+    "dynpose.sensors": REPO / "sensors",
+}
 # Lower layers never import higher ones; the command line and the benchmark driver sit on top.
-LAYERS = ["dynpose.storage", "dynpose.domain", "dynpose.evaluation", ("dynpose.graph", "dynpose.assets", "dynpose.resources", "dynpose.sensors")]
+LAYERS = [
+    "dynpose.storage",
+    "dynpose.domain",
+    "dynpose.evaluation",
+    ("dynpose.graph", "dynpose.assets", "dynpose.resources", "dynpose.sensors"),
+]
 
 
 def modules(roots: dict[str, Path]) -> dict[str, Path]:
@@ -118,8 +127,13 @@ def test_the_algorithms_do_not_import_the_lake():
     """annotate/ is frames in, arrays out: no storage, catalog or evaluation."""
     edges = import_graph(ROOTS)
     banned = ("dynpose.storage", "dynpose.domain.catalog", "dynpose.evaluation", "dynpose.graph")
-    offenders = [f"{m} -> {t}" for m, ts in edges.items() if m.startswith("dynpose.domain.annotate")
-                 for t in ts if t.startswith(banned)]
+    offenders = [
+        f"{m} -> {t}"
+        for m, ts in edges.items()
+        if m.startswith("dynpose.domain.annotate")
+        for t in ts
+        if t.startswith(banned)
+    ]
     assert not offenders, offenders
 
 
@@ -131,7 +145,13 @@ def test_library_modules_do_not_import_dagster():
         if name in wiring:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            mods = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             if any(m.split(".")[0] in ("dagster", "dagster_webserver") for m in mods):
                 offenders.append(name)
     assert not offenders, offenders

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dynpose.evaluation.baselines import available_methods, get_method, register
 from dynpose.domain.camera import Intrinsics, PoseResult
+from dynpose.domain.video import SampledFrames
+from dynpose.evaluation.baselines import available_methods, get_method, register
 from dynpose.evaluation.metrics.reprojection import reprojection_errors
 from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
-from dynpose.domain.video import SampledFrames
 
 # Origin, U, V of textured rectangles: the inside of an open box (convex: no two overlap on screen).
 PLANES = [
@@ -54,9 +54,16 @@ def box_clip(n=8, width=320, height=240, seed=0, dynamic=False):
         img = np.zeros((height, width, 3), np.uint8)
         for (o, u, v), tex in zip(PLANES, textures):
             size = tex.shape[0]
-            hmat = k.matrix() @ np.column_stack([rot @ np.array(u) / size, rot @ np.array(v) / size, rot @ np.array(o) + trans])
+            hmat = k.matrix() @ np.column_stack(
+                [rot @ np.array(u) / size, rot @ np.array(v) / size, rot @ np.array(o) + trans]
+            )
             warped = cv2.warpPerspective(tex, hmat, (width, height), flags=cv2.INTER_LINEAR)
-            inside = cv2.warpPerspective(np.full((size, size), 255, np.uint8), hmat, (width, height), flags=cv2.INTER_NEAREST) > 0
+            inside = (
+                cv2.warpPerspective(
+                    np.full((size, size), 255, np.uint8), hmat, (width, height), flags=cv2.INTER_NEAREST
+                )
+                > 0
+            )
             img[inside] = warped[inside]
         mask = np.zeros((height, width), bool)
         if dynamic:  # a textured square sliding across the image against the camera motion
@@ -115,7 +122,14 @@ def test_identity_baseline_is_the_failure_fill():
     assert evaluate_trajectory(out, gt)["ate"] == pytest.approx(evaluate_trajectory(failed, gt, fill_seed=7)["ate"])
     # translation="zero": the reprojection benchmark's Identity row, point distances.
     zero = get_method("identity").run(sampled, translation="zero")
-    corr = {"frame_i": [0, 1], "frame_j": [2, 5], "x_i": [10.0, 20.0], "y_i": [5.0, 5.0], "x_j": [13.0, 20.0], "y_j": [9.0, 1.0]}
+    corr = {
+        "frame_i": [0, 1],
+        "frame_j": [2, 5],
+        "x_i": [10.0, 20.0],
+        "y_i": [5.0, 5.0],
+        "x_j": [13.0, 20.0],
+        "y_j": [9.0, 1.0],
+    }
     assert np.allclose(reprojection_errors(zero, corr, 64, 48), np.array([5.0, 4.0]) * 720 / 48)
     with pytest.raises(ValueError):
         get_method("identity").run(sampled, translation="sideways")

@@ -155,15 +155,37 @@ def test_demo_video_rows_from_a_lake_with_some_products_missing(tmp_path):
     from dynpose.storage.lake import Lake
 
     lake = tmp_path / "lake"
-    _write_product(lake, "clip_catalog", [
-        {"video_id": "a", "source_uri": "/v/000_room.mp4", "status": "ok", "ground_truth_uri": "/v/000_room"},
-        {"video_id": "b", "source_uri": "s3://bucket/videos/bikes.mp4", "status": "ok", "ground_truth_uri": None},
-        {"video_id": "c", "source_uri": "/v/empty.mp4", "status": "empty", "ground_truth_uri": None},
-    ], pa.schema([("video_id", pa.string()), ("source_uri", pa.string()), ("status", pa.string()), ("ground_truth_uri", pa.string())]))
-    _write_product(lake, "camera_poses", [
-        {"video_id": "a", "method": "ours", "status": "ok", "n_frames": 4, "registered": [True, True, False, True]},
-        {"video_id": "b", "method": "ours", "status": "sfm_failed", "n_frames": 3, "registered": [False, False, False]},
-    ])
+    _write_product(
+        lake,
+        "clip_catalog",
+        [
+            {"video_id": "a", "source_uri": "/v/000_room.mp4", "status": "ok", "ground_truth_uri": "/v/000_room"},
+            {"video_id": "b", "source_uri": "s3://bucket/videos/bikes.mp4", "status": "ok", "ground_truth_uri": None},
+            {"video_id": "c", "source_uri": "/v/empty.mp4", "status": "empty", "ground_truth_uri": None},
+        ],
+        pa.schema(
+            [
+                ("video_id", pa.string()),
+                ("source_uri", pa.string()),
+                ("status", pa.string()),
+                ("ground_truth_uri", pa.string()),
+            ]
+        ),
+    )
+    _write_product(
+        lake,
+        "camera_poses",
+        [
+            {"video_id": "a", "method": "ours", "status": "ok", "n_frames": 4, "registered": [True, True, False, True]},
+            {
+                "video_id": "b",
+                "method": "ours",
+                "status": "sfm_failed",
+                "n_frames": 3,
+                "registered": [False, False, False],
+            },
+        ],
+    )
     _write_product(lake, "pose_quality", [{"video_id": "a", "tier": "good"}, {"video_id": "b", "tier": "failed"}])
     # No pose_benchmark yet: the ATE column stays empty rather than failing the summary.
     rows = cli.demo_video_rows(Lake(str(lake)))
@@ -172,14 +194,21 @@ def test_demo_video_rows_from_a_lake_with_some_products_missing(tmp_path):
         {"video": "bikes.mp4", "status": "sfm_failed", "registered frames": "0/3", "tier": "failed", "ATE": None},
         {"video": "empty.mp4", "status": "empty", "registered frames": None, "tier": None, "ATE": None},
     ]
-    _write_product(lake, "pose_benchmark", [
-        {"video_id": "a", "method": "ours", "ate": 0.0123}, {"video_id": "a", "method": "colmap", "ate": 9.0},
-        {"video_id": "b", "method": "ours", "ate": 5.0},  # no ground truth in the catalog: not shown
-    ])
+    _write_product(
+        lake,
+        "pose_benchmark",
+        [
+            {"video_id": "a", "method": "ours", "ate": 0.0123},
+            {"video_id": "a", "method": "colmap", "ate": 9.0},
+            {"video_id": "b", "method": "ours", "ate": 5.0},  # no ground truth in the catalog: not shown
+        ],
+    )
     rows = cli.demo_video_rows(Lake(str(lake)))
     assert [r["ATE"] for r in rows] == [0.0123, None, None]
 
 
 def test_video_rows_before_poses_exist():
-    rows = cli.video_rows([{"video_id": "a", "source_uri": "/x/a.mp4", "status": "ok", "ground_truth_uri": None}], [], [], [])
+    rows = cli.video_rows(
+        [{"video_id": "a", "source_uri": "/x/a.mp4", "status": "ok", "ground_truth_uri": None}], [], [], []
+    )
     assert rows == [{"video": "a.mp4", "status": "no poses yet", "registered frames": None, "tier": None, "ATE": None}]

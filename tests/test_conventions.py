@@ -72,7 +72,9 @@ def _reconstruction(names_posed: dict[str, bool]):
     for image_id, (name, posed) in enumerate(names_posed.items(), start=1):
         image = pycolmap.Image(name=name, camera_id=1, image_id=image_id)
         if posed:
-            rec.add_image_with_trivial_frame(image, pycolmap.Rigid3d(pycolmap.Rotation3d(), np.array([0.1 * image_id, 0.0, 0.0])))
+            rec.add_image_with_trivial_frame(
+                image, pycolmap.Rigid3d(pycolmap.Rotation3d(), np.array([0.1 * image_id, 0.0, 0.0]))
+            )
         else:
             rec.add_image_with_trivial_frame(image)
     return rec
@@ -81,7 +83,9 @@ def _reconstruction(names_posed: dict[str, bool]):
 def test_shared_conversion_subtracts_half_a_pixel():
     rec = _reconstruction({"000000.png": True, "000001.png": False, "000002.png": True})
     ts = np.arange(4) / 12.0
-    res = pose_result_from_reconstruction(rec, ts, W, H, {"000000.png": 0, "000001.png": 1, "000002.png": 2}, extra={"x": 1})
+    res = pose_result_from_reconstruction(
+        rec, ts, W, H, {"000000.png": 0, "000001.png": 1, "000002.png": 2}, extra={"x": 1}
+    )
     assert (res.intrinsics.fx, res.intrinsics.cx, res.intrinsics.cy) == (400.0, 160.5, 121.5)
     assert res.registered.tolist() == [True, False, True, False]
     assert res.poses_w2c[2, 0, 3] == pytest.approx(0.3) and np.array_equal(res.poses_w2c[1], np.eye(3, 4))

@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dynpose.graph import products
 from dynpose.cli import main as cli_main
+from dynpose.domain.synth.io import encode_mp4
+from dynpose.graph import products
+from dynpose.graph.orchestrate import materialize
+from dynpose.graph.settings import IngestSettings, Settings, load_settings
 from dynpose.storage.ingest import Registry, ingest
 from dynpose.storage.lake import Lake
 from dynpose.storage.ledger import Ledger
-from dynpose.graph.orchestrate import materialize
-from dynpose.graph.settings import IngestSettings, Settings, load_settings
-from dynpose.domain.synth.io import encode_mp4
 
 from .conftest import real_clip
 
@@ -42,7 +42,10 @@ def _actions(outcomes):
 def test_definitions_validate():
     out = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "passed validation" in out.stdout + out.stderr
@@ -77,7 +80,19 @@ def test_ingest_and_catalog_statuses(mixed_videos, lake_url, capsys):
     assert again.new_videos == 0 and again.already_seen == 6 and len(again.duplicates) == 1
 
     capsys.readouterr()
-    assert cli_main(["--lake", lake_url, "sql", "select status, count(*) as n from clip_catalog group by 1 order by 1", "--format", "csv"]) == 0
+    assert (
+        cli_main(
+            [
+                "--lake",
+                lake_url,
+                "sql",
+                "select status, count(*) as n from clip_catalog group by 1 order by 1",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     counts = dict(line.replace('"', "").split(",") for line in lines[1:])
     assert counts.pop("ok") == "2" and counts.pop("empty") == "1" and counts.pop("unreadable") == "1"
@@ -116,7 +131,7 @@ def test_rerun_is_noop_and_code_bump_recomputes_only_downstream(mixed_videos, la
     assert sum(r["action"] == "skipped" for r in history) == 4
 
     # Bump the downstream product: only it recomputes.
-    bumped = dataclasses.replace(products.SAMPLED_FRAMES, code_version="bumped")
+    bumped = dataclasses.replace(products.PRODUCTS["sampled_frames"], code_version="bumped")
     monkeypatch.setitem(products.PRODUCTS, "sampled_frames", bumped)
     third = materialize(lake_url, select=RAW, progress=False)
     assert _actions(third) == sorted(
@@ -125,7 +140,9 @@ def test_rerun_is_noop_and_code_bump_recomputes_only_downstream(mixed_videos, la
     )
 
     # Bump the upstream product: it and everything downstream recompute, on every shard.
-    monkeypatch.setitem(products.PRODUCTS, "clip_catalog", dataclasses.replace(products.CLIP_CATALOG, code_version="bumped"))
+    monkeypatch.setitem(
+        products.PRODUCTS, "clip_catalog", dataclasses.replace(products.PRODUCTS["clip_catalog"], code_version="bumped")
+    )
     fourth = materialize(lake_url, select=RAW, progress=False)
     assert {o.action for o in fourth} == {"computed"} and len(fourth) == 4
 
@@ -161,8 +178,10 @@ def test_new_videos_compute_only_new_shards(mixed_videos, tmp_path):
     assert report.new_shards == ["s00001"]
     outcomes = materialize(lake_url, select=RAW, progress=False)
     assert _actions(outcomes) == [
-        ("clip_catalog", "s00000", "skipped"), ("clip_catalog", "s00001", "computed"),
-        ("sampled_frames", "s00000", "skipped"), ("sampled_frames", "s00001", "computed"),
+        ("clip_catalog", "s00000", "skipped"),
+        ("clip_catalog", "s00001", "computed"),
+        ("sampled_frames", "s00000", "skipped"),
+        ("sampled_frames", "s00001", "computed"),
     ]
 
 
@@ -191,7 +210,19 @@ def test_killed_materialization_leaves_no_partial_file_and_rerun_completes(tmp_p
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    cmd = [sys.executable, "-m", "dynpose.cli", "--lake", lake_url, "materialize", "--quiet", "--select", "clip_catalog", "--select", "sampled_frames"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dynpose.cli",
+        "--lake",
+        lake_url,
+        "materialize",
+        "--quiet",
+        "--select",
+        "clip_catalog",
+        "--select",
+        "sampled_frames",
+    ]
     killed = 0
     for delay in (2.5, 3.5, 4.5):
         proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -229,7 +260,9 @@ def test_sensors_list_the_source_then_request_one_run_per_new_shard(mixed_videos
     assert isinstance(shard_sensor(dg.build_sensor_context(instance=instance, resources=resources)), dg.SkipReason)
     assert ingest_job.execute_in_process(instance=instance, resources=resources).success
     shards = Registry(Lake(lake_url)).shards()
-    assert shards and isinstance(source_sensor(dg.build_sensor_context(instance=instance, resources=resources)), dg.SkipReason)
+    assert shards and isinstance(
+        source_sensor(dg.build_sensor_context(instance=instance, resources=resources)), dg.SkipReason
+    )
 
     result = shard_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     assert isinstance(result, dg.SensorResult)
@@ -245,7 +278,9 @@ def test_status_reports_stale_counts(mixed_videos, tmp_path, capsys, monkeypatch
     lake_url = str(tmp_path / "lake")
     ingest(str(mixed_videos), Lake(lake_url), IngestSettings(shard_size=3))
     materialize(lake_url, select=RAW, progress=False)
-    monkeypatch.setitem(products.PRODUCTS, "clip_catalog", dataclasses.replace(products.CLIP_CATALOG, code_version="2"))
+    monkeypatch.setitem(
+        products.PRODUCTS, "clip_catalog", dataclasses.replace(products.PRODUCTS["clip_catalog"], code_version="2")
+    )
     capsys.readouterr()
     assert cli_main(["--lake", lake_url, "status"]) == 0
     out = capsys.readouterr().out

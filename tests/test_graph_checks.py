@@ -6,8 +6,8 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from dynpose.domain.poses import POSES_SCHEMA, pose_row
 from dynpose.domain.camera import Intrinsics, PoseResult
+from dynpose.domain.poses import POSES_SCHEMA, pose_row
 from dynpose.graph import checks
 from dynpose.graph.orchestrate import instance_for, materialize
 from dynpose.graph.products import PRODUCTS
@@ -55,8 +55,12 @@ def _run(lake_url: str, selection: list[str], shard: str):
     from dynpose.graph.definitions import ASSETS
 
     return dg.materialize(
-        ASSETS, selection=selection, partition_key=shard, instance=instance_for(Lake(lake_url)),
-        resources={"lake": LakeResource(url=lake_url), "executor": ExecutorResource()}, raise_on_error=False,
+        ASSETS,
+        selection=selection,
+        partition_key=shard,
+        instance=instance_for(Lake(lake_url)),
+        resources={"lake": LakeResource(url=lake_url), "executor": ExecutorResource()},
+        raise_on_error=False,
     )
 
 
@@ -94,12 +98,18 @@ def test_a_fresh_product_passes_through_when_its_downstream_is_stale(mixed_video
     from dynpose.graph.definitions import ASSETS
 
     result = dg.materialize(
-        ASSETS, selection=RAW, partition_key=shard, instance=instance_for(Lake(lake_url)), raise_on_error=False,
+        ASSETS,
+        selection=RAW,
+        partition_key=shard,
+        instance=instance_for(Lake(lake_url)),
+        raise_on_error=False,
         resources={"lake": LakeResource(url=lake_url, settings_file=str(settings)), "executor": ExecutorResource()},
     )
     assert result.success
-    done = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata["action"].value
-            for e in result.get_asset_materialization_events()}
+    done = {
+        e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata["action"].value
+        for e in result.get_asset_materialization_events()
+    }
     assert done == {"clip_catalog": "skipped", "sampled_frames": "computed"}
 
 
@@ -116,6 +126,8 @@ def test_every_product_has_one_asset_in_its_group_folder():
     assert sorted(k.to_user_string() for a in ASSETS for k in a.keys) == sorted(PRODUCTS)
     shard_job = defs.resolve_job_def("process_shard")
     assert {k.to_user_string() for k in shard_job.asset_layer.selected_asset_keys} == {
-        n for n, p in PRODUCTS.items() if not p.aggregate}
+        n for n, p in PRODUCTS.items() if not p.aggregate
+    }
     assert {k.to_user_string() for k in defs.resolve_job_def("aggregates").asset_layer.selected_asset_keys} == {
-        n for n, p in PRODUCTS.items() if p.aggregate}
+        n for n, p in PRODUCTS.items() if p.aggregate
+    }

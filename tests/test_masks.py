@@ -22,7 +22,9 @@ def _texture(rng, h, w, colour=(1.0, 1.0, 1.0)) -> np.ndarray:
     img = np.zeros((h, w), np.float32)
     for cell in (4, 12, 40):
         small = rng.random((h // cell + 2, w // cell + 2)).astype(np.float32)
-        img += cv2.resize(small, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)[cell : cell + h, cell : cell + w]
+        img += cv2.resize(small, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)[
+            cell : cell + h, cell : cell + w
+        ]
     img = (img - img.min()) / (img.max() - img.min())
     return np.clip(np.stack([img * c for c in colour], -1) * 255, 0, 255).astype(np.uint8)
 
@@ -60,7 +62,9 @@ def synthetic_clip(n: int = 13, speed: float = 4.0, near_plane: bool = False, se
             region = np.zeros(near.shape[:2], np.uint8)
             region[pad + int(H * 0.55) :, :] = 1  # the lower 45% of the view
             inside = cv2.warpPerspective(region, Hn, (W, H), flags=cv2.INTER_NEAREST) > 0
-            img[inside] = cv2.warpPerspective(near, Hn, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[inside]
+            img[inside] = cv2.warpPerspective(near, Hn, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)[
+                inside
+            ]
         gt = np.zeros((H, W), bool)
         # Up and to the right: across the epipolar lines (the epipole lies far right, a bit low),
         # since motion along them is invisible to two-view geometry.
@@ -227,8 +231,8 @@ def test_encode_decode_round_trip():
 
 
 def test_person_mask_on_a_real_frame():
-    from tests.conftest import real_frame
     from dynpose.domain.annotate.masks_detect import segment_people
+    from tests.conftest import real_frame
 
     frame = real_frame("01_dog_frame000_854x480.png")  # 01_dog.mp4 sampled at 12 fps, 854 px: its first frame
     assert frame.shape == (480, 854, 3)
@@ -245,8 +249,8 @@ def test_person_mask_on_a_real_frame():
 
 
 def test_hands_found_on_a_real_frame():
-    from tests.conftest import real_frame
     from dynpose.domain.annotate.masks_detect import detect_hands, hand_mask
+    from tests.conftest import real_frame
 
     frame = real_frame("03_blocks_frame020_480x270.png")  # 03_blocks.mp4 sampled at 12 fps, 480 px: frame 20
     hands = detect_hands(frame)
@@ -266,7 +270,13 @@ TINY_SAM2 = {
     "image_size": 256,
     "num_maskmem": 3,
     "image_encoder": {
-        "trunk": {"embed_dim": 8, "num_heads": 1, "stages": [1, 1, 2, 1], "global_att_blocks": [3], "window_pos_embed_bkg_spatial_size": [4, 4]},
+        "trunk": {
+            "embed_dim": 8,
+            "num_heads": 1,
+            "stages": [1, 1, 2, 1],
+            "global_att_blocks": [3],
+            "window_pos_embed_bkg_spatial_size": [4, 4],
+        },
         "neck": {"d_model": 32, "backbone_channel_list": [64, 32, 16, 8], "position_encoding": {"num_pos_feats": 32}},
     },
     "memory_attention": {
@@ -303,12 +313,16 @@ def tiny_sam2(tmp_path_factory):
     root = tmp_path_factory.mktemp("sam2")
     (root / "tiny.yaml").write_text(OmegaConf.to_yaml(cfg))
     torch.manual_seed(0)
-    model = instantiate(OmegaConf.merge(cfg, OmegaConf.from_dotlist(ms._VIDEO_OVERRIDES)).model, _recursive_=True, **ms._only_sam2())
+    model = instantiate(
+        OmegaConf.merge(cfg, OmegaConf.from_dotlist(ms._VIDEO_OVERRIDES)).model, _recursive_=True, **ms._only_sam2()
+    )
     torch.save({"model": model.state_dict()}, root / "tiny.pt")
     return str(root / "tiny.pt"), str(root / "tiny.yaml")
 
 
-@pytest.mark.skipif(not _SAM2, reason="sam2 not installed (optional: pip install --no-deps sam2==1.1.0, see docs/masks.md)")
+@pytest.mark.skipif(
+    not _SAM2, reason="sam2 not installed (optional: pip install --no-deps sam2==1.1.0, see docs/masks.md)"
+)
 def test_sam2_backend_runs_on_a_random_tiny_model(tiny_sam2):
     ckpt, config = tiny_sam2
     frames, _ = synthetic_clip(n=8)
@@ -328,7 +342,13 @@ def test_sam2_backend_explains_missing_files(tiny_sam2, tmp_path):
     from dynpose.domain.annotate.masks_sam2 import Sam2Unavailable
 
     frames = np.zeros((2, 32, 32, 3), np.uint8)
-    cfg = MaskConfig(semantic=False, interaction=False, propagator="sam2", sam2_checkpoint=str(tmp_path / "missing.pt"), sam2_config=tiny_sam2[1])
+    cfg = MaskConfig(
+        semantic=False,
+        interaction=False,
+        propagator="sam2",
+        sam2_checkpoint=str(tmp_path / "missing.pt"),
+        sam2_config=tiny_sam2[1],
+    )
     with pytest.raises(Sam2Unavailable, match="checkpoint not found"):
         compute_dynamic_masks(frames, cfg)
     cfg.sam2_checkpoint, cfg.sam2_config = tiny_sam2[0], str(tmp_path / "nope.yaml")

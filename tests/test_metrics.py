@@ -61,7 +61,9 @@ def evo_reference(pred: PoseResult, gt: PoseResult, tmp_path) -> tuple[float, fl
     ref = file_interface.read_tum_trajectory_file(str(tmp_path / "gt.txt"))
     est = file_interface.read_tum_trajectory_file(str(tmp_path / "pred.txt"))
     ref, est = sync.associate_trajectories(ref, est, max_diff=0.02)
-    ate = main_ape.ape(ref, copy.deepcopy(est), PoseRelation.translation_part, align=True, correct_scale=True).stats["rmse"]
+    ate = main_ape.ape(ref, copy.deepcopy(est), PoseRelation.translation_part, align=True, correct_scale=True).stats[
+        "rmse"
+    ]
     kw = dict(align=True, correct_scale=True, delta=1, delta_unit=Unit.frames, all_pairs=True)
     rpe_t = main_rpe.rpe(ref, copy.deepcopy(est), PoseRelation.translation_part, **kw).stats["rmse"]
     rpe_r = main_rpe.rpe(ref, copy.deepcopy(est), PoseRelation.rotation_angle_deg, **kw).stats["rmse"]
@@ -125,7 +127,9 @@ def test_partially_registered_sequence_nearest_fill_and_drop(tmp_path):
     pred.registered[[5, 6, 30]] = False  # 92.5% registered: a success
     pred.poses_w2c[[5, 6, 30]] = np.nan  # rows of unregistered frames are undefined
     filled = tr.fill_nearest(pred)
-    assert np.array_equal(filled.poses_w2c[5], pred.poses_w2c[4]) and np.array_equal(filled.poses_w2c[6], pred.poses_w2c[7])
+    assert np.array_equal(filled.poses_w2c[5], pred.poses_w2c[4]) and np.array_equal(
+        filled.poses_w2c[6], pred.poses_w2c[7]
+    )
     out = tr.evaluate_trajectory(pred, gt)
     assert out["success"] and out["filled"] == "nearest" and out["n_frames"] == 40
     assert out["ate"] == pytest.approx(evo_reference(filled, gt, tmp_path)[0], abs=1e-6)
@@ -145,7 +149,10 @@ def test_collapsed_prediction_is_scored_as_failure():
 
 
 def test_summarize_trajectories():
-    rows = [{"ate": 1.0, "rpe_t": 0.1, "rpe_r": 1.0, "success": True}, {"ate": 3.0, "rpe_t": 0.3, "rpe_r": 3.0, "success": False}]
+    rows = [
+        {"ate": 1.0, "rpe_t": 0.1, "rpe_r": 1.0, "success": True},
+        {"ate": 3.0, "rpe_t": 0.3, "rpe_r": 3.0, "success": False},
+    ]
     out = tr.summarize_trajectories(rows)
     assert out["ate"] == 2.0 and out["ate_success"] == 1.0 and out["pct_registered"] == 50.0
 
@@ -181,7 +188,10 @@ def test_sampson_distance_matches_opencv():
     fmat = rng.normal(size=(3, 3))
     x_i, x_j = rng.uniform(0, 500, (20, 2)), rng.uniform(0, 500, (20, 2))
     ours = rp.sampson_distance(np.broadcast_to(fmat, (20, 3, 3)), x_i, x_j)
-    ref = [np.sqrt(cv2.sampsonDistance(np.r_[a, 1.0].reshape(3, 1), np.r_[b, 1.0].reshape(3, 1), fmat)) for a, b in zip(x_i, x_j)]
+    ref = [
+        np.sqrt(cv2.sampsonDistance(np.r_[a, 1.0].reshape(3, 1), np.r_[b, 1.0].reshape(3, 1), fmat))
+        for a, b in zip(x_i, x_j)
+    ]
     assert np.allclose(ours, ref, rtol=1e-9)
 
 
@@ -191,7 +201,11 @@ def test_ground_truth_poses_give_zero_and_noise_grows():
     assert np.max(rp.reprojection_errors(gt, corr, 1280, 720)) < 1e-6
     means = []
     for noise in (0.05, 0.2, 0.8, 3.0):
-        means.append(np.mean([rp.video_reprojection_error(perturb(gt, noise, noise / 50, seed=s), corr, 1280, 720) for s in range(4)]))
+        means.append(
+            np.mean(
+                [rp.video_reprojection_error(perturb(gt, noise, noise / 50, seed=s), corr, 1280, 720) for s in range(4)]
+            )
+        )
     assert means[0] > 1e-3 and all(a < b for a, b in zip(means, means[1:]))
 
 
@@ -252,7 +266,13 @@ def test_table_types_and_time_columns():
 
 def test_summarize_reprojection():
     out = rp.summarize_reprojection([1.0, 4.9, 7.0, 12.0, 40.0])
-    assert out == {"n_videos": 5, "mean": pytest.approx(12.98), "pct_under_5": 40.0, "pct_under_10": 60.0, "pct_under_30": 80.0}
+    assert out == {
+        "n_videos": 5,
+        "mean": pytest.approx(12.98),
+        "pct_under_5": 40.0,
+        "pct_under_10": 60.0,
+        "pct_under_30": 80.0,
+    }
 
 
 # --- precision / recall -------------------------------------------------------------------------
@@ -295,7 +315,9 @@ def test_ap_matches_reference_on_random_data():
     for _ in range(5):
         labels = rng.random(200) < 0.1
         scores = rng.random(200) + 0.5 * labels
-        assert pr.average_precision(scores, labels) == pytest.approx(reference_voc_ap(scores, labels.astype(int)), abs=1e-12)
+        assert pr.average_precision(scores, labels) == pytest.approx(
+            reference_voc_ap(scores, labels.astype(int)), abs=1e-12
+        )
     assert pr.average_precision(np.arange(10), np.arange(10) >= 7) == pytest.approx(1.0)
     assert np.isnan(pr.average_precision([0.1, 0.2], [0, 0]))
 
@@ -333,7 +355,9 @@ def test_rotation_statistics_skip_unregistered_and_lengths():
     stats = dataset_stats.rotation_statistics(poses, registered=np.array([1, 1, 0, 1], bool))
     assert stats["final_yaw_deg"] == pytest.approx(20) and stats["sum_abs_yaw_deg"] == pytest.approx(20)
     assert dataset_stats.video_length(np.arange(24) / 12.0) == pytest.approx(2.0)
-    result = PoseResult(np.arange(24) / 12.0, poses_from_yaw_pitch(np.linspace(0, 30, 24), np.zeros(24)), np.ones(24, bool), K)
+    result = PoseResult(
+        np.arange(24) / 12.0, poses_from_yaw_pitch(np.linspace(0, 30, 24), np.zeros(24)), np.ones(24, bool), K
+    )
     row = dataset_stats.pose_statistics(result)
     assert row["length_s"] == pytest.approx(2.0) and row["final_yaw_deg"] == pytest.approx(30)
 
@@ -358,14 +382,20 @@ def test_plots_are_small_pngs(tmp_path):
     gt = random_trajectory()
     failed = PoseResult(gt.timestamps, gt.poses_w2c, np.zeros(40, bool), K)
     png = plots.plot_trajectories(
-        gt, {"noisy": perturb(gt, 1, 0.05), "scaled": sim3_of(gt, 2, np.eye(3), np.ones(3)), "failed": failed}, path=tmp_path / "traj.png"
+        gt,
+        {"noisy": perturb(gt, 1, 0.05), "scaled": sim3_of(gt, 2, np.eye(3), np.ones(3)), "failed": failed},
+        path=tmp_path / "traj.png",
     )
     assert _png_shape(png) == (600, 800, 3) and (tmp_path / "traj.png").read_bytes() == png
     rng = np.random.default_rng(0)
-    assert _png_shape(plots.plot_histograms({"a": rng.random(50), "b": rng.random(30) * 10}, "error (px)", log_x=True))[:2] == (600, 800)
-    assert _png_shape(plots.plot_pr_curves({"f1": (rng.random(40), rng.random(40) < 0.3), "f2": (rng.random(40), rng.random(40) < 0.3)}))[
+    assert _png_shape(plots.plot_histograms({"a": rng.random(50), "b": rng.random(30) * 10}, "error (px)", log_x=True))[
         :2
     ] == (600, 800)
+    assert _png_shape(
+        plots.plot_pr_curves(
+            {"f1": (rng.random(40), rng.random(40) < 0.3), "f2": (rng.random(40), rng.random(40) < 0.3)}
+        )
+    )[:2] == (600, 800)
     rows = [dataset_stats.rotation_statistics(perturb(gt, 5, 0.1, seed=s).poses_w2c) for s in range(5)]
     assert _png_shape(plots.plot_rotation_statistics(rows))[:2] == (600, 800)
     assert centres_unchanged(gt)

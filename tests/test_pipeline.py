@@ -15,8 +15,8 @@ import pytest
 from dynpose.domain.annotate.pipeline import AnnotateConfig, annotate_frames, annotate_video
 from dynpose.domain.annotate.quality import assess, reprojection_tier
 from dynpose.domain.camera import Intrinsics, PoseResult, read_cameras_pkl, read_tum
-from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
 from dynpose.domain.video import SampledFrames
+from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
 
 FAST = AnnotateConfig(masks=None)  # bad-input checks do not need masks
 
@@ -27,7 +27,10 @@ def sampled(frames: np.ndarray) -> SampledFrames:
 
 
 def noise_texture(rng, size: int = 256) -> np.ndarray:
-    img = sum(cv2.resize(rng.random((s, s, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC) / math.sqrt(s) for s in (4, 8, 16, 32, 64))
+    img = sum(
+        cv2.resize(rng.random((s, s, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC) / math.sqrt(s)
+        for s in (4, 8, 16, 32, 64)
+    )
     return ((img - img.min()) / (img.max() - img.min()) * 230 + 10).astype(np.float32)
 
 
@@ -69,8 +72,13 @@ def _sample(tex: np.ndarray, uv: np.ndarray) -> np.ndarray:
     n = tex.shape[0]
     x0, y0 = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
     fx, fy = (uv[:, 0] - x0)[:, None], (uv[:, 1] - y0)[:, None]
-    at = lambda yy, xx: tex[yy % n, xx % n]
-    return at(y0, x0) * (1 - fx) * (1 - fy) + at(y0, x0 + 1) * fx * (1 - fy) + at(y0 + 1, x0) * (1 - fx) * fy + at(y0 + 1, x0 + 1) * fx * fy
+    at = lambda yy, xx: tex[yy % n, xx % n]  # noqa: E731
+    return (
+        at(y0, x0) * (1 - fx) * (1 - fy)
+        + at(y0, x0 + 1) * fx * (1 - fy)
+        + at(y0 + 1, x0) * (1 - fx) * fy
+        + at(y0 + 1, x0 + 1) * fx * fy
+    )
 
 
 def write_video(path, frames: np.ndarray, fps: int = 24) -> None:
@@ -91,9 +99,18 @@ def room():
 
 # -- quality tiers -----------------------------------------------------------------------------
 
+
 def test_reprojection_tiers_follow_table6():
     assert [reprojection_tier(e) for e in (0.5, 0.999, 1.0, 1.17, 1.18, 1.369, 1.37, 3.0)] == [
-        "tier1", "tier1", "tier2", "tier2", "tier3", "tier3", "tier4", "tier4"]
+        "tier1",
+        "tier1",
+        "tier2",
+        "tier2",
+        "tier3",
+        "tier3",
+        "tier4",
+        "tier4",
+    ]
     assert reprojection_tier(float("nan")) == "failed"
     k = Intrinsics(100, 100, 50, 40, 100, 80)
     poses = np.zeros((10, 3, 4))
@@ -102,12 +119,15 @@ def test_reprojection_tiers_follow_table6():
     assert assess(good).tier == "tier1" and assess(good).registered
     assert assess(bad).tier == "failed" and not assess(bad).registered
     # A registered trajectory with a focal 20x the image width has unusable intrinsics: not tiered.
-    tele = PoseResult(np.arange(10.0), poses, np.ones(10, bool), Intrinsics(2000, 2000, 50, 40, 100, 80), reprojection_error=0.5)
+    tele = PoseResult(
+        np.arange(10.0), poses, np.ones(10, bool), Intrinsics(2000, 2000, 50, 40, 100, 80), reprojection_error=0.5
+    )
     assert assess(tele).registered and not assess(tele).focal_plausible and assess(tele).tier == "failed"
     assert assess(good).focal_plausible
 
 
 # -- bad input gives a status, quickly ------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "name, frames, status",
@@ -147,6 +167,7 @@ def test_given_masks_are_used_and_checked(room):
 
 
 # -- a real (synthetic) video end to end ----------------------------------------------------------
+
 
 def test_annotate_video_writes_documented_files(tmp_path, room):
     frames, poses, f = room

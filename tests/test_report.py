@@ -26,29 +26,79 @@ def pose_rows() -> list[dict]:
     for m, ates in ATE.items():
         for i, (v, ate) in enumerate(zip(VIDEOS, ates)):
             fail = m == "colmap" and v == "v4"  # the one failure, already filled by the metrics
-            rows.append({
-                "video_id": v, "method": m, "ate": ate, "rpe_t": ate / 10, "rpe_r": ate * 10,
-                "registered_ratio": 0.3 if fail else 1.0, "success": not fail, "filled": "failure" if fail else "none",
-                "n_frames": 12, "seconds": SECONDS[m][i], "peak_mib": 100.0 * (i + 1) if m == "ours" else 50.0,
-                "category": "street", "trajectory": TRAJ[i],
-            })
+            rows.append(
+                {
+                    "video_id": v,
+                    "method": m,
+                    "ate": ate,
+                    "rpe_t": ate / 10,
+                    "rpe_r": ate * 10,
+                    "registered_ratio": 0.3 if fail else 1.0,
+                    "success": not fail,
+                    "filled": "failure" if fail else "none",
+                    "n_frames": 12,
+                    "seconds": SECONDS[m][i],
+                    "peak_mib": 100.0 * (i + 1) if m == "ours" else 50.0,
+                    "category": "street",
+                    "trajectory": TRAJ[i],
+                }
+            )
     return rows
 
 
 def reprojection_rows() -> list[dict]:
-    return [{"video_id": v, "method": m, "reprojection_px": float(e)} for m, errs in REPROJ.items() for v, e in zip(VIDEOS, errs)]
+    return [
+        {"video_id": v, "method": m, "reprojection_px": float(e)}
+        for m, errs in REPROJ.items()
+        for v, e in zip(VIDEOS, errs)
+    ]
 
 
 MASKS = [
-    {"video_id": "v0", "iou_union": 0.5, "iou_semantic": 0.4, "iou_motion": math.nan, "gt_coverage": 0.2, "pred_coverage": 0.3},
-    {"video_id": "v1", "iou_union": 0.7, "iou_semantic": 0.6, "iou_motion": 0.9, "gt_coverage": 0.2, "pred_coverage": 0.1},
-    {"video_id": "v2", "iou_union": math.nan, "iou_semantic": 0.8, "iou_motion": math.nan, "gt_coverage": 0.0, "pred_coverage": 0.0},
+    {
+        "video_id": "v0",
+        "iou_union": 0.5,
+        "iou_semantic": 0.4,
+        "iou_motion": math.nan,
+        "gt_coverage": 0.2,
+        "pred_coverage": 0.3,
+    },
+    {
+        "video_id": "v1",
+        "iou_union": 0.7,
+        "iou_semantic": 0.6,
+        "iou_motion": 0.9,
+        "gt_coverage": 0.2,
+        "pred_coverage": 0.1,
+    },
+    {
+        "video_id": "v2",
+        "iou_union": math.nan,
+        "iou_semantic": 0.8,
+        "iou_motion": math.nan,
+        "gt_coverage": 0.0,
+        "pred_coverage": 0.0,
+    },
 ]
 FILTERS = [
-    {"name": "flow", "average_precision": 0.75, "precision_at_recall_40": 0.8, "recall": [0.25, 0.5, 1.0],
-     "precision": [1.0, 0.67, 0.5], "n_videos": 8, "n_positive": 4},
-    {"name": "vlm", "average_precision": 0.6, "precision_at_recall_40": 0.5, "recall": [0.5, 1.0],
-     "precision": [0.5, 0.5], "n_videos": 8, "n_positive": 4},
+    {
+        "name": "flow",
+        "average_precision": 0.75,
+        "precision_at_recall_40": 0.8,
+        "recall": [0.25, 0.5, 1.0],
+        "precision": [1.0, 0.67, 0.5],
+        "n_videos": 8,
+        "n_positive": 4,
+    },
+    {
+        "name": "vlm",
+        "average_precision": 0.6,
+        "precision_at_recall_40": 0.5,
+        "recall": [0.5, 1.0],
+        "precision": [0.5, 0.5],
+        "n_videos": 8,
+        "n_positive": 4,
+    },
 ]
 
 
@@ -69,7 +119,12 @@ def by_method(table):
 @pytest.fixture(scope="module")
 def report():
     gt = circle_path()
-    noisy = PoseResult(gt.timestamps, gt.poses_w2c + np.random.default_rng(0).normal(0, 0.02, gt.poses_w2c.shape), gt.registered, gt.intrinsics)
+    noisy = PoseResult(
+        gt.timestamps,
+        gt.poses_w2c + np.random.default_rng(0).normal(0, 0.02, gt.poses_w2c.shape),
+        gt.registered,
+        gt.intrinsics,
+    )
     examples = [{"video_id": "v0", "gt": gt, "preds": {"ours": noisy}}]
     return build_benchmark_report(pose_rows(), reprojection_rows(), MASKS, FILTERS, examples, machine="test box")
 
@@ -107,16 +162,26 @@ def test_side_tables(report):
     assert list(masks)[0] == "union"
     assert masks["union"]["mean IoU"] == pytest.approx(0.6) and masks["union"]["videos"] == 2
     assert masks["semantic"]["mean IoU"] == pytest.approx(0.6) and masks["motion"]["videos"] == 1
-    assert [(r["filter"], r["AP"], r["precision @ recall >= 0.40"]) for r in report.filter_table] == [("flow", 0.75, 0.8), ("vlm", 0.6, 0.5)]
+    assert [(r["filter"], r["AP"], r["precision @ recall >= 0.40"]) for r in report.filter_table] == [
+        ("flow", 0.75, 0.8),
+        ("vlm", 0.6, 0.5),
+    ]
 
 
 def test_per_video_table(report):
     rows = report.per_video
     assert len(rows) == 15
     # Video order first, then the methods in their table order.
-    assert [(r["video"], r["method"]) for r in rows[:4]] == [("v0", "ours"), ("v0", "colmap"), ("v0", "identity"), ("v1", "ours")]
+    assert [(r["video"], r["method"]) for r in rows[:4]] == [
+        ("v0", "ours"),
+        ("v0", "colmap"),
+        ("v0", "identity"),
+        ("v1", "ours"),
+    ]
     failed = next(r for r in rows if r["video"] == "v4" and r["method"] == "colmap")
-    assert failed["% frames registered"] == pytest.approx(30.0) and failed["filled"] == "failure" and failed["ATE"] == 2.0
+    assert (
+        failed["% frames registered"] == pytest.approx(30.0) and failed["filled"] == "failure" and failed["ATE"] == 2.0
+    )
     assert next(r for r in rows if r["video"] == "v2" and r["method"] == "ours")["RPE-r"] == pytest.approx(3.0)
     assert "## Camera pose per video" in report.markdown
 
@@ -127,7 +192,12 @@ def test_markdown_and_written_plots(report, tmp_path):
         assert f"| {method} |" in md
     assert "test box" in md and "4 videos where all methods succeed" in md and "colmap: 1 failure" in md
     assert NO_FILTERS not in md
-    assert set(report.plots) == {"trajectory_v0.png", "ate_histogram.png", "reprojection_histogram.png", "pr_curves.png"}
+    assert set(report.plots) == {
+        "trajectory_v0.png",
+        "ate_histogram.png",
+        "reprojection_histogram.png",
+        "pr_curves.png",
+    }
     path = report.write(tmp_path / "out")
     assert path.read_text() == md
     for name in report.plots:
@@ -138,13 +208,16 @@ def test_markdown_and_written_plots(report, tmp_path):
 
 def test_no_filters_and_empty_inputs():
     rep = build_benchmark_report(pose_rows(), reprojection_rows(), [], [])
-    assert "no filter scores yet" in rep.markdown.lower() and "pr_curves.png" not in rep.plots and rep.filter_table == []
+    assert (
+        "no filter scores yet" in rep.markdown.lower() and "pr_curves.png" not in rep.plots and rep.filter_table == []
+    )
     empty = build_benchmark_report([], [], [], [])
     assert empty.table == [] and empty.table_all_succeed == [] and empty.plots == {}
     assert "No video where every method succeeded" in empty.markdown
 
 
 # -- dataset statistics ----------------------------------------------------------------------
+
 
 def pan_row(video_id: str, degrees: float, n: int = 10, status: str = "ok", registered=None) -> dict:
     """A camera turning ``degrees`` about its vertical axis (positive: to the right) while moving along x."""
@@ -187,8 +260,16 @@ def test_pan_right_and_failed_videos():
     assert rows["a"]["sum_abs_yaw_deg"] == pytest.approx(90.0, abs=1e-6)
     assert abs(rows["a"]["final_pitch_deg"]) < 1e-6 and rows["a"]["n_registered"] == 10
     assert rows["b"]["final_yaw_deg"] == pytest.approx(-40.0, abs=1e-6)
-    assert rows["c"]["pose_status"] == "sfm_failed" and math.isnan(rows["c"]["final_yaw_deg"]) and rows["c"]["duration_s"] == 12.0
-    assert rows["d"]["pose_status"] == "too_few_registered" and rows["d"]["n_registered"] == 5 and math.isnan(rows["d"]["sum_abs_yaw_deg"])
+    assert (
+        rows["c"]["pose_status"] == "sfm_failed"
+        and math.isnan(rows["c"]["final_yaw_deg"])
+        and rows["c"]["duration_s"] == 12.0
+    )
+    assert (
+        rows["d"]["pose_status"] == "too_few_registered"
+        and rows["d"]["n_registered"] == 5
+        and math.isnan(rows["d"]["sum_abs_yaw_deg"])
+    )
     assert rows["a"]["mask_area_mean_pct"] == pytest.approx(10.0) and math.isnan(rows["d"]["mask_area_p90_pct"])
 
     summary = {r["statistic"]: r for r in stats.summary}
@@ -212,7 +293,9 @@ def test_statistics_empty_inputs_and_method_choice():
     assert "0 videos" in empty.markdown
     # Catalog only: lengths, no rotation, no crash.
     only = dataset_statistics(CATALOG, [], [])
-    assert {r["pose_status"] for r in only.per_video} == {"missing"} and set(only.plots) == {"video_length_histogram.png"}
+    assert {r["pose_status"] for r in only.per_video} == {"missing"} and set(only.plots) == {
+        "video_length_histogram.png"
+    }
     two = [pan_row("a", 90.0), {**pan_row("a", 20.0), "method": "colmap"}]
     with pytest.raises(ValueError):
         dataset_statistics(CATALOG, two, [])

@@ -21,10 +21,14 @@ def test_lance_shard_rewrite_keeps_other_shards(lake_url):
     lake = Lake(lake_url)
 
     def rows(shard, n, fill):
-        return pa.table({
-            "video_id": [f"v{i}" for i in range(n)], "shard": [shard] * n, "frame_index": list(range(n)),
-            "mask_png": [bytes([fill]) * 8] * n,
-        })
+        return pa.table(
+            {
+                "video_id": [f"v{i}" for i in range(n)],
+                "shard": [shard] * n,
+                "frame_index": list(range(n)),
+                "mask_png": [bytes([fill]) * 8] * n,
+            }
+        )
 
     lake.replace_lance_shard("masks", "s00000", rows("s00000", 3, 1))
     lake.replace_lance_shard("masks", "s00001", rows("s00001", 2, 2))
@@ -39,7 +43,11 @@ def test_lance_shard_rewrite_keeps_other_shards(lake_url):
     lake.replace_lance_shard("masks", "s00001", rows("s00001", 2, 5).append_column("extra", pa.array([b"x", b"y"])))
     a = lake.read_lance_shard("masks", "s00000")
     b = lake.read_lance_shard("masks", "s00001")
-    assert a.num_rows == 4 and set(a.column("mask_png").to_pylist()) == {bytes([3]) * 8} and a.column("extra").null_count == 4
+    assert (
+        a.num_rows == 4
+        and set(a.column("mask_png").to_pylist()) == {bytes([3]) * 8}
+        and a.column("extra").null_count == 4
+    )
     assert sorted(b.column("extra").to_pylist()) == [b"x", b"y"]
 
 
@@ -48,7 +56,11 @@ def test_ui_serves_the_code_location_on_loopback(tmp_path):
     env = dict(os.environ, DYNPOSE_LAKE=str(tmp_path / "lake"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "dynpose.cli", "ui", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 120
@@ -64,7 +76,9 @@ def test_ui_serves_the_code_location_on_loopback(tmp_path):
         assert "dagster_webserver_version" in info
         query = {"query": "{ assetNodes { assetKey { path } } }"}
         req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/graphql", data=json.dumps(query).encode(), headers={"Content-Type": "application/json"},
+            f"http://127.0.0.1:{port}/graphql",
+            data=json.dumps(query).encode(),
+            headers={"Content-Type": "application/json"},
         )
         deadline = time.time() + 60
         keys: set[str] = set()

@@ -115,10 +115,14 @@ def test_mask_policies():
     assert trunc.stats["masked"] == 2 and drop.stats["masked"] == 1
     # Queried in the middle (frame 1), a track is cut on each side of its query frame separately:
     # frame 2 is masked, so frames 2-3 go; frame 0 (the other side) stays.
-    mid = build_correspondences(Tracklets([TrackWindow(1, np.arange(4), pts, np.ones((4, 2), bool))], 4, 50, 20), masks, cfg)
+    mid = build_correspondences(
+        Tracklets([TrackWindow(1, np.arange(4), pts, np.ones((4, 2), bool))], 4, 50, 20), masks, cfg
+    )
     assert sorted(mid.frame[mid.track == mid.track.max()]) == [0, 1]
     masks[1, :, 31:33] = True  # now the query point itself is masked: nothing of track 1 is left
-    mid = build_correspondences(Tracklets([TrackWindow(1, np.arange(4), pts, np.ones((4, 2), bool))], 4, 50, 20), masks, cfg)
+    mid = build_correspondences(
+        Tracklets([TrackWindow(1, np.arange(4), pts, np.ones((4, 2), bool))], 4, 50, 20), masks, cfg
+    )
     assert mid.num_tracks == 1 and sorted(mid.frame) == [0, 1, 2, 3]
 
 
@@ -134,7 +138,9 @@ def test_bad_tracks_fail_gracefully():
     n = 10
     ts = np.arange(n) / 12.0
     # Too few tracks.
-    few = Tracklets([TrackWindow(0, np.arange(n), np.full((n, 5, 2), 50, np.float32), np.ones((n, 5), bool))], n, 100, 80)
+    few = Tracklets(
+        [TrackWindow(0, np.arange(n), np.full((n, 5, 2), 50, np.float32), np.ones((n, 5), bool))], n, 100, 80
+    )
     res = run_sfm(few, None, ts, FAST)
     assert not res.registered.any() and "few" in res.extra["reason"]
     # Many tracks that never move (static camera, no parallax): no exception, nothing sensible.
@@ -154,8 +160,12 @@ def test_maps_again_without_focal_calibration_when_it_breaks_mapping(synthetic, 
     tracks, masks, gt = synthetic
     calibrated = []
     real_verify, real_map = sfm._verify, sfm._map
-    monkeypatch.setattr(sfm, "_verify", lambda db, cfg, calibrate: (calibrated.append(calibrate), real_verify(db, cfg, calibrate))[1])
-    monkeypatch.setattr(sfm, "_map", lambda db, out, mapper, cfg: {} if calibrated[-1] else real_map(db, out, mapper, cfg))
+    monkeypatch.setattr(
+        sfm, "_verify", lambda db, cfg, calibrate: (calibrated.append(calibrate), real_verify(db, cfg, calibrate))[1]
+    )
+    monkeypatch.setattr(
+        sfm, "_map", lambda db, out, mapper, cfg: {} if calibrated[-1] else real_map(db, out, mapper, cfg)
+    )
     res = run_sfm(tracks, masks, gt.timestamps, FAST)
     assert calibrated == [True, False]
     assert [(a["calibrated_focal"], a["models"]) for a in res.extra["attempts"]] == [(True, 0), (False, 1)]
@@ -197,11 +207,18 @@ def test_keeps_the_global_model_when_retriangulation_loses_it(synthetic, monkeyp
 
     def flaky(db, out, mapper, cfg):
         calls.append((mapper, cfg.mapper_options.get("skip_retriangulation", False)))
-        return {} if mapper == "global" and not cfg.mapper_options.get("skip_retriangulation") else real_map(db, out, mapper, cfg)
+        return (
+            {}
+            if mapper == "global" and not cfg.mapper_options.get("skip_retriangulation")
+            else real_map(db, out, mapper, cfg)
+        )
 
     monkeypatch.setattr(sfm, "_map", flaky)
     res = run_sfm(tracks, masks, gt.timestamps, SfmConfig(obs_per_frame=250))
     assert calls == [("global", False), ("global", True)]
-    assert [(a["mapper"], a["models"]) for a in res.extra["attempts"]] == [("global", 0), ("global_no_retriangulation", 1)]
+    assert [(a["mapper"], a["models"]) for a in res.extra["attempts"]] == [
+        ("global", 0),
+        ("global_no_retriangulation", 1),
+    ]
     assert res.extra["mapper"] == "global_no_retriangulation"
     assert res.registered.all() and evaluate_trajectory(res, gt)["success"]

@@ -22,8 +22,21 @@ REAL_CATEGORIES = {"suitable", "static_camera", "static_scene", "not_estimable",
 @pytest.fixture(scope="module")
 def clip():
     # Small, noise- and blur-free so that colours can be compared across frames.
-    spec = ClipSpec(seed=5, layout="room", trajectory="orbit", width=192, height=144, fps=8.0, seconds=1.5,
-                    n_objects=3, near_object=True, noise=0.0, shutter=0.0, exposure_drift=0.0, corr_per_pair=32)
+    spec = ClipSpec(
+        seed=5,
+        layout="room",
+        trajectory="orbit",
+        width=192,
+        height=144,
+        fps=8.0,
+        seconds=1.5,
+        n_objects=3,
+        near_object=True,
+        noise=0.0,
+        shutter=0.0,
+        exposure_drift=0.0,
+        corr_per_pair=32,
+    )
     return render_clip(spec)
 
 
@@ -127,11 +140,24 @@ def test_same_seed_same_clip_other_seed_other_clip():
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_variant_renders(variant):
-    spec = ClipSpec(seed=21, scene_seed=21, layout="street" if variant == "long_focal" else "room", trajectory="pan_translate",
-                    variant=variant, width=128, height=72, fps=8.0, seconds=1.0)
+    spec = ClipSpec(
+        seed=21,
+        scene_seed=21,
+        layout="street" if variant == "long_focal" else "room",
+        trajectory="pan_translate",
+        variant=variant,
+        width=128,
+        height=72,
+        fps=8.0,
+        seconds=1.0,
+    )
     c = render_clip(spec)
     assert c.frames.dtype == np.uint8 and c.frames.ndim == 4 and len(c) == 8
-    assert c.meta["variant"] == variant and c.meta["category"] == VARIANTS[variant][0] and c.meta["suitable"] == VARIANTS[variant][1]
+    assert (
+        c.meta["variant"] == variant
+        and c.meta["category"] == VARIANTS[variant][0]
+        and c.meta["suitable"] == VARIANTS[variant][1]
+    )
     cov = (c.object_ids > 0).reshape(len(c), -1).mean(1)
     centres = np.array([-p[:, :3].T @ p[:, 3] for p in c.poses_w2c])
     if variant == "tripod":
@@ -181,8 +207,21 @@ def test_written_clip_reads_back(clip, tmp_path):
     assert table.column_names == ["frame_i", "frame_j", "t_i", "t_j", "x_i", "y_i", "x_j", "y_j", "depth_i"]
     meta = json.loads((gt / "meta.json").read_text())
     assert meta["label_suitable"] == 1 and meta["category"] == "suitable" and meta["object_count"] >= 1
-    assert set(entry) >= {"name", "video", "gt_dir", "suitable", "category", "variant", "trajectory", "fps", "width", "height",
-                          "n_frames", "seconds", "seed"}
+    assert set(entry) >= {
+        "name",
+        "video",
+        "gt_dir",
+        "suitable",
+        "category",
+        "variant",
+        "trajectory",
+        "fps",
+        "width",
+        "height",
+        "n_frames",
+        "seconds",
+        "seed",
+    }
 
 
 def test_zoom_intrinsics_are_per_frame(tmp_path):
@@ -198,17 +237,27 @@ def test_zoom_intrinsics_are_per_frame(tmp_path):
 
 def test_tiny_suite_writes_manifest_and_labels(tmp_path):
     calls = []
-    manifest = generate_suite(tmp_path, "tiny", seed=0, progress=lambda d, n, name: calls.append((d, n, name)), workers=2)
+    manifest = generate_suite(
+        tmp_path, "tiny", seed=0, progress=lambda d, n, name: calls.append((d, n, name)), workers=2
+    )
     entries = json.loads(manifest.read_text())
     assert len(entries) == 3 and calls[-1][0] == calls[-1][1] == 3
     # Rendering in two worker processes gives the clips one process gives, in suite order.
     serial = json.loads(generate_suite(tmp_path / "serial", "tiny", seed=0, limit=2).read_text())
     assert [e["video"] for e in entries[:2]] == [e["video"] for e in serial]
     for e in serial:
-        a, b = read_cameras_pkl(tmp_path / e["gt_dir"] / "cameras.pkl"), read_cameras_pkl(tmp_path / "serial" / e["gt_dir"] / "cameras.pkl")
+        a, b = (
+            read_cameras_pkl(tmp_path / e["gt_dir"] / "cameras.pkl"),
+            read_cameras_pkl(tmp_path / "serial" / e["gt_dir"] / "cameras.pkl"),
+        )
         np.testing.assert_array_equal(a.poses_w2c, b.poses_w2c)
-        for name in ("depth.npz", "correspondences.parquet"):  # (mp4 bytes are not reproducible: x264 varies run to run)
-            assert (tmp_path / e["gt_dir"] / name).read_bytes() == (tmp_path / "serial" / e["gt_dir"] / name).read_bytes()
+        for name in (
+            "depth.npz",
+            "correspondences.parquet",
+        ):  # (mp4 bytes are not reproducible: x264 varies run to run)
+            assert (tmp_path / e["gt_dir"] / name).read_bytes() == (
+                tmp_path / "serial" / e["gt_dir"] / name
+            ).read_bytes()
     assert len({e["trajectory"] for e in entries}) == 3 and all(e["suitable"] == 1 for e in entries)
     with open(tmp_path / "labels.csv", newline="") as f:
         rows = list(csv.reader(f))

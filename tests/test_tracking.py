@@ -14,10 +14,14 @@ def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.zeros((h, w), np.float32)
     for s in (4, 8, 16, 32, 64):
-        img += cv2.resize(rng.random((s, s * w // h)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC) / np.sqrt(s)
+        img += cv2.resize(
+            rng.random((s, s * w // h)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+        ) / np.sqrt(s)
     img = (img - img.min()) / (img.max() - img.min()) * 200 + 20
     for _ in range(h * w // 400):  # small blobs: corners everywhere, no flat patch larger than an LK window
-        cv2.circle(img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(2, 5)), float(rng.integers(0, 255)), -1)
+        cv2.circle(
+            img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(2, 5)), float(rng.integers(0, 255)), -1
+        )
     return cv2.GaussianBlur(img, (0, 0), 1.0)
 
 
@@ -29,7 +33,7 @@ def shifted(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
 
 def translating_clip(n: int, v: tuple[float, float], h: int = 160, w: int = 240, seed: int = 0) -> np.ndarray:
     big = texture(h + 200, w + 200, seed)  # margin so shifted content comes from real texture
-    crop = lambda a: a[100 : 100 + h, 100 : 100 + w]
+    crop = lambda a: a[100 : 100 + h, 100 : 100 + w]  # noqa: E731
     return np.stack([crop(shifted(big, v[0] * t, v[1] * t)) for t in range(n)])
 
 
@@ -128,7 +132,9 @@ def test_learned_backend_plumbing(tmp_path):
     torch.manual_seed(0)
     ckpt = tmp_path / "random.pt"
     torch.save(correlation_tracker_net().state_dict(), ckpt)  # random weights: plumbing only
-    tr = track_grid(frames, TrackConfig(grid=4, stride=5, length=6, backend="learned", checkpoint=str(ckpt), fb_threshold=100.0))
+    tr = track_grid(
+        frames, TrackConfig(grid=4, stride=5, length=6, backend="learned", checkpoint=str(ckpt), fb_threshold=100.0)
+    )
     win = tr.windows[0]
     assert win.points.shape == (6, 16, 2) and win.visible.shape == (6, 16)
     moved = np.abs(win.points[1][win.visible[1]] - win.points[0][win.visible[1]]).max()
@@ -143,15 +149,26 @@ def test_new_windows_continue_live_tracks():
     assert (tr.windows[0].continues == -1).all()
     for prev, win in zip(tr.windows, tr.windows[1:]):
         cont = np.flatnonzero(win.continues >= 0)
-        assert len(cont) > 0.5 * 144  # most cells still hold a live point of the previous window (corners drift across cell edges)
+        assert (
+            len(cont) > 0.5 * 144
+        )  # most cells still hold a live point of the previous window (corners drift across cell edges)
         q, at = win.query_offset, win.query_frame - prev.frame_indices[0]
         # A continued query starts exactly where the previous window's track is, and stays with it.
         assert np.array_equal(win.points[q, cont], prev.points[at, win.continues[cont]])
         assert prev.visible[at, win.continues[cont]].all()
         both = prev.visible[at:, win.continues[cont]] & win.visible[: len(prev.frame_indices) - at, cont]
-        assert np.array_equal(win.points[: len(prev.frame_indices) - at, cont][both], prev.points[at:, win.continues[cont]][both])
+        assert np.array_equal(
+            win.points[: len(prev.frame_indices) - at, cont][both], prev.points[at:, win.continues[cont]][both]
+        )
     # Still one point per cell and still accurate.
-    errs = np.concatenate([np.linalg.norm(w.points - (w.points[0][None] + np.outer(w.frame_indices - w.query_frame, v)[:, None]), axis=2)[w.visible] for w in tr.windows])
+    errs = np.concatenate(
+        [
+            np.linalg.norm(
+                w.points - (w.points[0][None] + np.outer(w.frame_indices - w.query_frame, v)[:, None]), axis=2
+            )[w.visible]
+            for w in tr.windows
+        ]
+    )
     assert np.median(errs) < 0.15
     fresh = track_grid(frames, TrackConfig(grid=12, stride=5, length=10, continue_tracks=False))
     assert all((w.continues == -1).all() for w in fresh.windows)

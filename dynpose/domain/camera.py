@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-
 PRIOR_FOCAL_FACTOR = 1.2  # COLMAP's prior focal: 1.2 x the long side (about a 45 degree FOV)
 
 
@@ -54,7 +53,9 @@ class Intrinsics:
         image centre stays the image centre and scaling there and back is the identity.
         """
         sx, sy = width / self.width, height / self.height
-        return Intrinsics(self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, width, height)
+        return Intrinsics(
+            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, width, height
+        )
 
 
 @dataclass
@@ -74,7 +75,9 @@ class PoseResult:
         return float(np.mean(self.registered)) if len(self.registered) else 0.0
 
     @classmethod
-    def unregistered(cls, timestamps, width: int, height: int, reason: str, focal: float | None = None, **extra) -> "PoseResult":
+    def unregistered(
+        cls, timestamps, width: int, height: int, reason: str, focal: float | None = None, **extra
+    ) -> "PoseResult":
         """Every frame unregistered (identity rows), a placeholder camera, and why (``extra["reason"]``).
 
         The one builder of a result that registered nothing, for every method: focal ``focal``
@@ -110,7 +113,9 @@ def camera_centers(poses_w2c: np.ndarray) -> np.ndarray:
     return -np.einsum("nji,nj->ni", rots, trans)
 
 
-def write_tum(path: str | Path, timestamps: np.ndarray, poses_w2c: np.ndarray, registered: np.ndarray | None = None) -> int:
+def write_tum(
+    path: str | Path, timestamps: np.ndarray, poses_w2c: np.ndarray, registered: np.ndarray | None = None
+) -> int:
     """Write registered frames as a TUM trajectory (camera-to-world); returns the line count."""
     registered = np.ones(len(timestamps), bool) if registered is None else np.asarray(registered, bool)
     lines = []

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from dynpose.storage.lake import filesystem_for
 from dynpose.domain.video import VideoError, frame_times, probe, select_sample_indices
+from dynpose.storage.lake import filesystem_for
 
 
 @dataclass
@@ -44,7 +44,10 @@ CATALOG_SCHEMA = pa.schema(
         ("label_category", pa.string()),
         ("ground_truth_uri", pa.string()),  # synthetic suites: folder with poses, depth, masks, correspondences
         ("ingested_at", pa.string()),
-        ("status", pa.string()),  # ok | empty | unreadable | no_video_stream | undecodable | too_short | too_large | missing
+        (
+            "status",
+            pa.string(),
+        ),  # ok | empty | unreadable | no_video_stream | undecodable | too_short | too_large | missing
         ("message", pa.string()),
     ]
 )
@@ -90,13 +93,26 @@ def catalog_row(video: dict, settings: CatalogSettings) -> dict:
         with fh:
             info = probe(fh)
         row.update(
-            container=info.container, codec=info.codec, width=info.width, height=info.height, fps=info.fps,
-            frame_count=info.frame_count, duration_s=info.duration, rotation=info.rotation, has_audio=info.has_audio,
+            container=info.container,
+            codec=info.codec,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            frame_count=info.frame_count,
+            duration_s=info.duration,
+            rotation=info.rotation,
+            has_audio=info.has_audio,
         )
         if info.width > settings.max_width or info.height > settings.max_height:
-            raise VideoError("too_large", f"{info.width}x{info.height} exceeds {settings.max_width}x{settings.max_height}")
+            raise VideoError(
+                "too_large", f"{info.width}x{info.height} exceeds {settings.max_width}x{settings.max_height}"
+            )
         if info.frame_count < settings.min_frames or info.duration < settings.min_duration_s:
-            raise VideoError("too_short", f"{info.frame_count} frames, {info.duration:.2f} s (need >= {settings.min_frames} frames and >= {settings.min_duration_s} s)")
+            raise VideoError(
+                "too_short",
+                f"{info.frame_count} frames, {info.duration:.2f} s (need >= {settings.min_frames} frames and >= "
+                f"{settings.min_duration_s} s)",
+            )
     except VideoError as exc:
         row["status"], row["message"] = exc.status, exc.message
     return row

@@ -21,8 +21,12 @@ POSES_SCHEMA = pa.schema(
         ("timestamp_s", pa.list_(pa.float64())),
         ("registered", pa.list_(pa.bool_())),
         ("pose_w2c", pa.list_(pa.list_(pa.float64(), 12))),  # row-major 3x4 world-to-camera
-        ("fx", pa.float64()), ("fy", pa.float64()), ("cx", pa.float64()), ("cy", pa.float64()),
-        ("width", pa.int32()), ("height", pa.int32()),
+        ("fx", pa.float64()),
+        ("fy", pa.float64()),
+        ("cx", pa.float64()),
+        ("cy", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
         ("registered_ratio", pa.float64()),
         ("reprojection_error", pa.float64()),
         ("num_points", pa.int64()),
@@ -33,21 +37,39 @@ POSES_SCHEMA = pa.schema(
 )
 
 
-def pose_row(video_id: str, method: str, result: PoseResult, frame_index, status: str = "ok", message: str | None = None,
-             seconds: float = float("nan"), peak_mib: float = float("nan"), stage_seconds: dict | None = None) -> dict:
+def pose_row(
+    video_id: str,
+    method: str,
+    result: PoseResult,
+    frame_index,
+    status: str = "ok",
+    message: str | None = None,
+    seconds: float = float("nan"),
+    peak_mib: float = float("nan"),
+    stage_seconds: dict | None = None,
+) -> dict:
     k = result.intrinsics
     return {
-        "video_id": video_id, "method": method, "status": status, "message": message,
+        "video_id": video_id,
+        "method": method,
+        "status": status,
+        "message": message,
         "n_frames": len(result.timestamps),
         "frame_index": [int(i) for i in frame_index],
         "timestamp_s": [float(t) for t in result.timestamps],
         "registered": [bool(r) for r in result.registered],
         "pose_w2c": [np.asarray(p, np.float64).reshape(12).tolist() for p in result.poses_w2c],
-        "fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height,
+        "fx": k.fx,
+        "fy": k.fy,
+        "cx": k.cx,
+        "cy": k.cy,
+        "width": k.width,
+        "height": k.height,
         "registered_ratio": result.registered_ratio,
         "reprojection_error": float(result.reprojection_error),
         "num_points": int(result.num_points),
-        "seconds": float(seconds), "peak_mib": float(peak_mib),
+        "seconds": float(seconds),
+        "peak_mib": float(peak_mib),
         "stage_seconds": json.dumps(stage_seconds or {}),
     }
 
@@ -67,5 +89,3 @@ def pose_from_row(row: dict) -> PoseResult:
 
 def poses_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=POSES_SCHEMA)
-
-

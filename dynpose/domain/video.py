@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from typing import BinaryIO
 
 import av

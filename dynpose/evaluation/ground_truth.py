@@ -43,7 +43,8 @@ def load_ground_truth(uri: str) -> GroundTruth:
     poses = pickle.loads(fs.cat_file(f"{root}/cameras.pkl"))
     fx, fy, cx, cy = np.asarray(poses["intrinsics"])[0]
     result = PoseResult(
-        timestamps=np.asarray(poses["timestamps"]), poses_w2c=np.asarray(poses["poses"]),
+        timestamps=np.asarray(poses["timestamps"]),
+        poses_w2c=np.asarray(poses["poses"]),
         registered=np.asarray(poses["registered"], bool),
         intrinsics=Intrinsics(float(fx), float(fy), float(cx), float(cy), int(poses["width"]), int(poses["height"])),
     )
@@ -80,5 +81,3 @@ def reprojection_error(pred: PoseResult, source_indices, gt: GroundTruth) -> tup
         return float("nan"), 0
     k = gt.poses.intrinsics
     return video_reprojection_error(pred, corr, k.width, k.height), len(corr["x_i"])
-
-

@@ -38,4 +38,6 @@ def write_markdown_with_plots(folder, name: str, markdown: str, plots: dict[str,
 
 def write_table_report(folder: Path, title: str, rows: list[dict], notes: str = "") -> Path:
     """``report.md`` in ``folder``: a title, the machine line, one table and notes."""
-    return write_markdown_with_plots(folder, "report.md", f"# {title}\n\n{machine_line()}\n\n{markdown_table(rows)}\n\n{notes}\n", {})
+    return write_markdown_with_plots(
+        folder, "report.md", f"# {title}\n\n{machine_line()}\n\n{markdown_table(rows)}\n\n{notes}\n", {}
+    )

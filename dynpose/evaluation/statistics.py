@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dynpose.evaluation.markdown import markdown_table, write_markdown_with_plots
 from dynpose.domain.annotate.decisions import MIN_REGISTERED
 from dynpose.domain.poses import pose_from_row
+from dynpose.evaluation.markdown import markdown_table, write_markdown_with_plots
 from dynpose.evaluation.metrics import plots
 from dynpose.evaluation.metrics.dataset_stats import pose_statistics, video_length
 
@@ -57,19 +57,35 @@ def summarize(name: str, values) -> dict:
     if not len(a):
         return {"statistic": name, "n": 0, "mean": NAN, "median": NAN, "p10": NAN, "p90": NAN}
     p10, med, p90 = np.percentile(a, [10, 50, 90])
-    return {"statistic": name, "n": int(len(a)), "mean": float(a.mean()), "median": float(med), "p10": float(p10), "p90": float(p90)}
+    return {
+        "statistic": name,
+        "n": int(len(a)),
+        "mean": float(a.mean()),
+        "median": float(med),
+        "p10": float(p10),
+        "p90": float(p90),
+    }
 
 
 def _pose_columns(pose: dict | None, min_registered: float) -> dict:
     """Frame counts, status and rotation of one pose row; rotation only for a successful video."""
-    out = {"pose_status": "missing", "n_frames": 0, "n_registered": 0, "registered_ratio": NAN,
-           "length_s": NAN, **dict.fromkeys(ROTATION_KEYS, NAN)}
+    out = {
+        "pose_status": "missing",
+        "n_frames": 0,
+        "n_registered": 0,
+        "registered_ratio": NAN,
+        "length_s": NAN,
+        **dict.fromkeys(ROTATION_KEYS, NAN),
+    }
     if pose is None:
         return out
     registered = np.asarray(pose.get("registered") or [], bool)
-    out.update(n_frames=len(registered), n_registered=int(registered.sum()),
-               registered_ratio=float(registered.mean()) if len(registered) else 0.0,
-               length_s=video_length(pose.get("timestamp_s") or []))
+    out.update(
+        n_frames=len(registered),
+        n_registered=int(registered.sum()),
+        registered_ratio=float(registered.mean()) if len(registered) else 0.0,
+        length_s=video_length(pose.get("timestamp_s") or []),
+    )
     status = pose.get("status") or "ok"
     if status != "ok":  # a failed method may have left no usable poses: do not parse them
         out["pose_status"] = status
@@ -115,15 +131,17 @@ def dataset_statistics(
         cat, mask = catalog.get(vid, {}), masks.get(vid, {})
         pose = _pose_columns(poses.get(vid), min_registered)
         duration = _num(cat.get("duration_s"))
-        per_video.append({
-            "video_id": vid,
-            # The catalog's duration; the sampled frames' span when the catalog has none.
-            "duration_s": duration if np.isfinite(duration) else pose["length_s"],
-            **{k: v for k, v in pose.items() if k != "length_s"},
-            "mask_area_mean_pct": 100.0 * _num(mask.get("mean_union_coverage")),
-            "mask_area_p90_pct": 100.0 * _num(mask.get("p90_union_coverage")),
-            **{f"mask_{c}_mean_pct": 100.0 * _num(mask.get(f"mean_{c}_coverage")) for c in comps},
-        })
+        per_video.append(
+            {
+                "video_id": vid,
+                # The catalog's duration; the sampled frames' span when the catalog has none.
+                "duration_s": duration if np.isfinite(duration) else pose["length_s"],
+                **{k: v for k, v in pose.items() if k != "length_s"},
+                "mask_area_mean_pct": 100.0 * _num(mask.get("mean_union_coverage")),
+                "mask_area_p90_pct": 100.0 * _num(mask.get("p90_union_coverage")),
+                **{f"mask_{c}_mean_pct": 100.0 * _num(mask.get(f"mean_{c}_coverage")) for c in comps},
+            }
+        )
 
     col = lambda key, use_abs=False: [abs(r[key]) if use_abs else r[key] for r in per_video]  # noqa: E731
     summary = [summarize(label, col(key, a)) for key, label, a in SUMMARY]
@@ -133,28 +151,41 @@ def dataset_statistics(
     durations = np.array(col("duration_s"), float)
     if np.isfinite(durations).any():
         figures["video_length_histogram.png"] = plots.plot_histograms(
-            {"videos": durations}, "video length (s)", title="Video length (Figure 6, left)")
+            {"videos": durations}, "video length (s)", title="Video length (Figure 6, left)"
+        )
     area = {"mean": np.array(col("mask_area_mean_pct"), float), "p90": np.array(col("mask_area_p90_pct"), float)}
     if any(np.isfinite(v).any() for v in area.values()):
         figures["mask_area_histogram.png"] = plots.plot_histograms(
-            area, "dynamic mask area (% of frame)", title="Dynamic mask area per video (Figure 6, right)")
+            area, "dynamic mask area (% of frame)", title="Dynamic mask area per video (Figure 6, right)"
+        )
     ok = [r for r in per_video if r["pose_status"] == "ok"]
     if ok:
         figures["rotation_statistics.png"] = plots.plot_rotation_statistics(ok, title="Camera rotation (Figure 17)")
 
-    status = {s: sum(r["pose_status"] == s for r in per_video) for s in dict.fromkeys(r["pose_status"] for r in per_video)}
-    md = [f"# {title}", "",
-          f"{len(per_video)} videos ({len(bad)} catalog rows with a failed status left out). Pose status: "
-          + (", ".join(f"{n} {s}" for s, n in status.items()) or "none") + "; rotation is measured on the ok ones only.", ""]
+    status = {
+        s: sum(r["pose_status"] == s for r in per_video) for s in dict.fromkeys(r["pose_status"] for r in per_video)
+    }
+    md = [
+        f"# {title}",
+        "",
+        f"{len(per_video)} videos ({len(bad)} catalog rows with a failed status left out). Pose status: "
+        + (", ".join(f"{n} {s}" for s, n in status.items()) or "none")
+        + "; rotation is measured on the ok ones only.",
+        "",
+    ]
     md += [markdown_table(summary), ""]
     if per_video:
         share = lambda hits, of: f"{100.0 * hits / of:.1f}%" if of else "n/a"  # noqa: E731
         n_dur = int(np.isfinite(durations).sum())
-        md += [f"- Videos 4-10 s long: {share(int(((durations >= 4) & (durations <= 10)).sum()), n_dur)} "
-               "(paper Figure 6: the majority).",
-               f"- Final horizontal rotation over 30 deg: {share(sum(abs(r['final_yaw_deg']) > 30 for r in ok), len(ok))}; "
-               f"summed horizontal rotation over 75 deg: {share(sum(r['sum_abs_yaw_deg'] > 75 for r in ok), len(ok))} "
-               "(paper Figure 17: 'often').", ""]
+        md += [
+            f"- Videos 4-10 s long: {share(int(((durations >= 4) & (durations <= 10)).sum()), n_dur)} "
+            "(paper Figure 6: the majority).",
+            "- Final horizontal rotation over 30 deg: "
+            f"{share(sum(abs(r['final_yaw_deg']) > 30 for r in ok), len(ok))}; "
+            f"summed horizontal rotation over 75 deg: {share(sum(r['sum_abs_yaw_deg'] > 75 for r in ok), len(ok))} "
+            "(paper Figure 17: 'often').",
+            "",
+        ]
     if figures:
         md += ["## Figures", ""] + [f"![{Path(n).stem.replace('_', ' ')}]({n})" for n in figures] + [""]
     return DatasetStatistics(per_video, summary, "\n".join(md), figures)

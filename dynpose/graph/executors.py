@@ -130,7 +130,9 @@ class RayExecutor:
             ray.shutdown()
 
 
-def make_executor(kind: str = "in_process", address: str | None = None, num_cpus: int | None = None, workers: int = 1) -> Executor:
+def make_executor(
+    kind: str = "in_process", address: str | None = None, num_cpus: int | None = None, workers: int = 1
+) -> Executor:
     """``workers``: videos at a time for the in-process executor (Ray schedules by ``num_cpus``)."""
     if kind in ("in_process", "local"):
         return InProcessExecutor(workers)

@@ -20,7 +20,11 @@ def _child(conn, fn, args, kwargs):
 
 # Children fork from a clean forkserver (no Dagster, Ray or LanceDB threads inherited), which has
 # imported the heavy libraries once, so each task starts fast.
-_PRELOAD = ["dynpose.graph.steps.stages", "dynpose.evaluation.baselines.colmap", "dynpose.evaluation.baselines.identity"]
+_PRELOAD = [
+    "dynpose.graph.steps.stages",
+    "dynpose.evaluation.baselines.colmap",
+    "dynpose.evaluation.baselines.identity",
+]
 
 
 def _context():
@@ -47,5 +51,10 @@ def run_measured(fn, *args, **kwargs):
         proc.join()
     except EOFError:
         proc.join()
-        status, value, seconds, peak = "error", f"worker died (exit code {proc.exitcode})", time.perf_counter() - t0, float("nan")
+        status, value, seconds, peak = (
+            "error",
+            f"worker died (exit code {proc.exitcode})",
+            time.perf_counter() - t0,
+            float("nan"),
+        )
     return status, value, seconds, peak

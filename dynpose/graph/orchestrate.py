@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dynpose.storage.ledger import Ledger, MissingInput
-from dynpose.storage.lake import Lake
-from dynpose.graph.products import AGGREGATE, PRODUCTS, Outcome, downstream, materialize_product, plan_product, topological
-from dynpose.storage.ingest import Registry
+from dynpose.graph.products import PRODUCTS, Outcome, downstream, materialize_product, plan_product, topological
 from dynpose.graph.settings import load_settings
-
+from dynpose.graph.steps.base import AGGREGATE
+from dynpose.storage.ingest import Registry
+from dynpose.storage.lake import Lake
+from dynpose.storage.ledger import Ledger, MissingInput
 
 # Dagster's console logger prints every engine event at DEBUG; the CLI shows its own progress.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -140,7 +140,9 @@ def materialize(
     bar = tqdm(shards, desc="shards", unit="shard", disable=not progress or not shard_names)
     with _video_progress(progress):
         for shard in bar:
-            outcomes += _materialize_shard(dg, instance, resources, ASSETS, lake, settings, shard, shard_names, bar, log)
+            outcomes += _materialize_shard(
+                dg, instance, resources, ASSETS, lake, settings, shard, shard_names, bar, log
+            )
         if aggregate_names and all_shards:
             plan = plan_shard(lake, AGGREGATE, settings, aggregate_names)
             for name in plan.fresh:
@@ -152,7 +154,9 @@ def materialize(
 
 def _materialize_shard(dg, instance, resources, assets, lake, settings, shard, names, bar, log) -> list[Outcome]:
     plan = plan_shard(lake, shard, settings, names)
-    outcomes = [materialize_product(lake, PRODUCTS[name], shard, settings, log=log) for name in plan.fresh]  # recorded skips, no run
+    outcomes = [
+        materialize_product(lake, PRODUCTS[name], shard, settings, log=log) for name in plan.fresh
+    ]  # recorded skips, no run
     if plan.stale:
         bar.set_postfix_str(f"{shard}: {', '.join(plan.stale)}")
         outcomes += _run(dg, instance, resources, assets, lake, list(plan.stale), shard, log)
@@ -199,11 +203,19 @@ def _run(dg, instance, resources, assets, lake, selection: list[str], shard: str
     as the ledger recorded them under the run's id."""
     key = shard or AGGREGATE
     result = dg.materialize(
-        assets, selection=selection, partition_key=shard, instance=instance, resources=resources,
-        raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags={"dynpose/shard": key},
+        assets,
+        selection=selection,
+        partition_key=shard,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+        run_config=QUIET_RUN_CONFIG,
+        tags={"dynpose/shard": key},
     )
-    outcomes = [Outcome(r.product, r.shard, r.action, r.data_version, r.rows, r.reason, r.wall_s)
-                for r in Ledger(lake).run_records(result.run_id, selection, key)]
+    outcomes = [
+        Outcome(r.product, r.shard, r.action, r.data_version, r.rows, r.reason, r.wall_s)
+        for r in Ledger(lake).run_records(result.run_id, selection, key)
+    ]
     recorded = {o.product for o in outcomes}
     for e in result.all_events:
         if e.is_step_failure:
@@ -233,5 +245,7 @@ def status(lake_url: str, settings_file: str | None = None) -> list[dict]:
                 counts["missing"] += 1
             else:
                 counts["stale"] += 1
-        rows.append({"product": p.name, "code_version": p.code_version, "shards": 1 if p.aggregate else len(shards), **counts})
+        rows.append(
+            {"product": p.name, "code_version": p.code_version, "shards": 1 if p.aggregate else len(shards), **counts}
+        )
     return rows

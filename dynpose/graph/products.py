@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from dynpose.graph.executors import Executor, InProcessExecutor
-from dynpose.storage.lake import Lake
-from dynpose.storage.ledger import Ledger, LedgerRecord, config_hash, data_version
 from dynpose.graph.settings import Settings
 from dynpose.graph.steps import annotations as _annotations
 from dynpose.graph.steps import eval as _evaluation
 from dynpose.graph.steps import raw as _raw
 from dynpose.graph.steps.base import AGGREGATE, Product, StepContext  # noqa: F401  (re-exported)
+from dynpose.storage.lake import Lake
+from dynpose.storage.ledger import Ledger, LedgerRecord, config_hash, data_version
 
 PRODUCTS: dict[str, Product] = {p.name: p for group in (_raw, _annotations, _evaluation) for p in group.PRODUCTS}
 CLIP_CATALOG = PRODUCTS["clip_catalog"]
@@ -115,10 +115,19 @@ def materialize_product(
     cfg = settings_hash(product, settings)
     inputs = _input_versions(ledger, product, shard)
     reason = "forced" if force else ledger.why_stale(product.name, shard, product.code_version, cfg, inputs)
-    base = dict(shard=shard, product=product.name, code_version=product.code_version, config_hash=cfg, input_versions=inputs, run_id=run_id)
+    base = dict(
+        shard=shard,
+        product=product.name,
+        code_version=product.code_version,
+        config_hash=cfg,
+        input_versions=inputs,
+        run_id=run_id,
+    )
     if reason is None:
         state = ledger.state(product.name, shard)
-        ledger.append(LedgerRecord(action="skipped", data_version=state.data_version, rows=state.rows, reason="fresh", **base))
+        ledger.append(
+            LedgerRecord(action="skipped", data_version=state.data_version, rows=state.rows, reason="fresh", **base)
+        )
         return Outcome(product.name, shard, "skipped", state.data_version, state.rows, "fresh")
     log(f"{product.name}[{shard}]: computing ({reason})")
     lake.remove_stale_temporaries(lake.path("tables", product.name, f"shard={shard}"))
@@ -131,9 +140,21 @@ def materialize_product(
         lake.put_bytes(lake.table_path(product.name, shard), payload)
     except Exception as exc:
         wall = time.perf_counter() - wall0
-        ledger.append(LedgerRecord(action="failed", reason=f"{type(exc).__name__}: {exc}", wall_s=wall, cpu_s=time.process_time() - cpu0, **base))
+        ledger.append(
+            LedgerRecord(
+                action="failed",
+                reason=f"{type(exc).__name__}: {exc}",
+                wall_s=wall,
+                cpu_s=time.process_time() - cpu0,
+                **base,
+            )
+        )
         raise
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     # The state is written after the data: a crash in between leaves the shard stale, never wrong.
-    ledger.append(LedgerRecord(action="computed", data_version=version, rows=table.num_rows, wall_s=wall, cpu_s=cpu, reason=reason, **base))
+    ledger.append(
+        LedgerRecord(
+            action="computed", data_version=version, rows=table.num_rows, wall_s=wall, cpu_s=cpu, reason=reason, **base
+        )
+    )
     return Outcome(product.name, shard, "computed", version, table.num_rows, reason, wall)

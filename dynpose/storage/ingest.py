@@ -32,7 +32,20 @@ from dynpose.storage.lake import Lake, filesystem_for
 @dataclass
 class IngestSettings:
     shard_size: int = 64  # at most this many videos per new shard
-    extensions: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
+    extensions: tuple[str, ...] = (
+        ".mp4",
+        ".mov",
+        ".mkv",
+        ".avi",
+        ".webm",
+        ".m4v",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".flv",
+        ".wmv",
+        ".3gp",
+    )
 
 
 SEEN_SCHEMA = pa.schema([("uri", pa.string()), ("size", pa.int64()), ("mtime", pa.string()), ("video_id", pa.string())])
@@ -97,7 +110,11 @@ def read_labels(source: str) -> dict[str, dict]:
     if data is None:
         return {}
     return {
-        uri(row["file"]): {"suitable": int(row["suitable"]), "category": row.get("category") or None, "reason": row.get("reason") or None}
+        uri(row["file"]): {
+            "suitable": int(row["suitable"]),
+            "category": row.get("category") or None,
+            "reason": row.get("reason") or None,
+        }
         for row in csv.DictReader(io.StringIO(data.decode()))
     }
 
@@ -228,11 +245,17 @@ def ingest(source: str, lake: Lake, settings: IngestSettings | None = None, prog
     chunks = [fresh[i : i + n] for i in range(0, len(fresh), n)]
     for shard, videos in zip(registry.next_shard_numbers(len(chunks)), chunks):
         # The manifest is the shard: written once, never modified.
-        lake.put_json(lake.path("_shards", f"{shard}.json"), {"shard": shard, "created_at": now, "source": source, "videos": videos})
+        lake.put_json(
+            lake.path("_shards", f"{shard}.json"),
+            {"shard": shard, "created_at": now, "source": source, "videos": videos},
+        )
         report.new_shards.append(shard)
         report.new_videos += len(videos)
     if seen_rows:
         # Recorded after the manifests: a crash in between only means those files get hashed again.
         table = pa.Table.from_pylist(seen_rows, schema=SEEN_SCHEMA)
-        lake.put_bytes(lake.path("_ingest", "seen", f"{now.replace(':', '')}-{uuid.uuid4().hex[:8]}.parquet"), Lake.parquet_bytes(table))
+        lake.put_bytes(
+            lake.path("_ingest", "seen", f"{now.replace(':', '')}-{uuid.uuid4().hex[:8]}.parquet"),
+            Lake.parquet_bytes(table),
+        )
     return report

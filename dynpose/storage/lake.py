@@ -46,7 +46,9 @@ def storage_options_from_env() -> dict:
 def filesystem_for(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """fsspec filesystem and the root path inside it; S3 options come from the environment."""
     if url.startswith("s3://"):
-        fs, path = fsspec.core.url_to_fs(url, **storage_options_from_env(), config_kwargs={"retries": {"max_attempts": 8, "mode": "standard"}})
+        fs, path = fsspec.core.url_to_fs(
+            url, **storage_options_from_env(), config_kwargs={"retries": {"max_attempts": 8, "mode": "standard"}}
+        )
         return fs, path.rstrip("/")
     fs, path = fsspec.core.url_to_fs(url)
     return fs, str(Path(path).resolve())

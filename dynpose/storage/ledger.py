@@ -162,7 +162,9 @@ class Ledger:
             out[dep] = h.hexdigest()[:16]
         return out
 
-    def why_stale(self, product: str, shard: str, code_version: str, cfg_hash: str, inputs: dict[str, str]) -> str | None:
+    def why_stale(
+        self, product: str, shard: str, code_version: str, cfg_hash: str, inputs: dict[str, str]
+    ) -> str | None:
         """None when the shard's product is fresh, else a short reason."""
         rec = self.state(product, shard)
         if rec is None:

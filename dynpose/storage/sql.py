@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from dynpose.storage.lake import Lake, TABLES
+from dynpose.storage.lake import TABLES, Lake
 
 # Views over the lake's own bookkeeping, besides the products.
 LEDGER_VIEW = "ledger"
@@ -55,13 +55,19 @@ def build_catalog(lake: Lake) -> list[str]:
                 continue
             src = _glob(lake, TABLES, product, "shard=*", "data.parquet")
             try:
-                con.execute(f"CREATE VIEW \"{product}\" AS SELECT * FROM read_parquet('{src}', hive_partitioning = true, union_by_name = true)")
+                con.execute(
+                    f"CREATE VIEW \"{product}\" AS SELECT * FROM read_parquet('{src}', hive_partitioning = true, "
+                    "union_by_name = true)"
+                )
                 views.append(product)
             except duckdb.Error as exc:  # one unreadable product must not hide the others
-                warnings.warn(f"no SQL view for {product}: {exc}")
+                warnings.warn(f"no SQL view for {product}: {exc}", stacklevel=2)
         if lake.listdir(lake.path("_ledger")):
             src = _glob(lake, "_ledger", "*", "shard=*", "*.parquet")
-            con.execute(f"CREATE VIEW {LEDGER_VIEW} AS SELECT * FROM read_parquet('{src}', hive_partitioning = false, union_by_name = true)")
+            con.execute(
+                f"CREATE VIEW {LEDGER_VIEW} AS SELECT * FROM read_parquet('{src}', hive_partitioning = false, "
+                "union_by_name = true)"
+            )
             views.append(LEDGER_VIEW)
     finally:
         con.close()

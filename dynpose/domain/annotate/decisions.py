@@ -57,7 +57,9 @@ def frames_verdict(frames: np.ndarray, checks: AnnotationChecks) -> tuple[Verdic
         return Verdict(Status.too_few_frames, f"{n} sampled frame(s), need {checks.min_frames}"), {}
     contrast = float(np.median(local_contrast(frames)))
     if contrast < checks.min_texture:
-        return Verdict(Status.no_texture, f"median local contrast {contrast:.2f} < {checks.min_texture}"), {"local_contrast": contrast}
+        return Verdict(Status.no_texture, f"median local contrast {contrast:.2f} < {checks.min_texture}"), {
+            "local_contrast": contrast
+        }
     return OK, {"local_contrast": contrast}
 
 
@@ -90,5 +92,7 @@ def poses_verdict(poses: PoseResult, checks: AnnotationChecks) -> Verdict:
     if not poses.registered.any():
         return Verdict(Status.sfm_failed, poses.extra.get("reason", "nothing registered"))
     if poses.registered_ratio < checks.min_registered:
-        return Verdict(Status.low_registration, f"{int(poses.registered.sum())}/{len(poses.registered)} frames registered")
+        return Verdict(
+            Status.low_registration, f"{int(poses.registered.sum())}/{len(poses.registered)} frames registered"
+        )
     return OK

@@ -54,7 +54,9 @@ def warp_backward(img: np.ndarray, flow: np.ndarray, interp: int = cv2.INTER_LIN
     """``out[y, x] = img[y + fy, x + fx]``: pull ``img`` through ``flow`` (defined on the output grid)."""
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], interp, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+    return cv2.remap(
+        img, gx + flow[..., 0], gy + flow[..., 1], interp, borderMode=cv2.BORDER_CONSTANT, borderValue=border
+    )
 
 
 def pixel_grid(h: int, w: int, step: int = 1) -> np.ndarray:
@@ -90,7 +92,9 @@ def sampson_error(F: np.ndarray, pts_a: np.ndarray, pts_b: np.ndarray) -> np.nda
     return _sampson(F, pts_a[:, 0], pts_a[:, 1], pts_b[:, 0], pts_b[:, 1])
 
 
-def fit_fundamental(pts_a: np.ndarray, pts_b: np.ndarray, thresh: float = 1.0, method: str = "ransac", confidence: float = 0.999) -> tuple[np.ndarray | None, np.ndarray]:
+def fit_fundamental(
+    pts_a: np.ndarray, pts_b: np.ndarray, thresh: float = 1.0, method: str = "ransac", confidence: float = 0.999
+) -> tuple[np.ndarray | None, np.ndarray]:
     """Robust F with ``x_b^T F x_a = 0``; returns (F or None, inlier mask). ``thresh`` in pixels.
 
     RANSAC by default: OpenCV 4.11's USAC variants (MAGSAC included) took 10-18 s on one near-zero
@@ -110,7 +114,9 @@ def fit_homography(pts_a: np.ndarray, pts_b: np.ndarray, thresh: float = 1.0) ->
     """Robust homography ``x_b ~ H x_a``; returns (H or None, inlier mask)."""
     if len(pts_a) < 4:
         return None, np.zeros(len(pts_a), bool)
-    H, mask = cv2.findHomography(pts_a.astype(np.float64), pts_b.astype(np.float64), cv2.RANSAC, thresh, maxIters=2000, confidence=0.999)
+    H, mask = cv2.findHomography(
+        pts_a.astype(np.float64), pts_b.astype(np.float64), cv2.RANSAC, thresh, maxIters=2000, confidence=0.999
+    )
     if H is None:
         return None, np.zeros(len(pts_a), bool)
     return H, mask.ravel().astype(bool)
@@ -175,7 +181,9 @@ def normalised_error(model: StaticModel, xa, ya, xb, yb, h: int, w: int) -> np.n
     return err * ((h + w) / 2.0) ** 2
 
 
-def flow_samples(flow: np.ndarray, step: int = 4, back_flow: np.ndarray | None = None, max_fb: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def flow_samples(
+    flow: np.ndarray, step: int = 4, back_flow: np.ndarray | None = None, max_fb: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Grid samples of a flow field, dropping forward-backward inconsistent ones when ``back_flow``."""
     h, w = flow.shape[:2]
     pa = pixel_grid(h, w, step)
@@ -191,7 +199,9 @@ def flow_samples(flow: np.ndarray, step: int = 4, back_flow: np.ndarray | None =
     return pa[keep], pb[keep]
 
 
-def flow_residual(flow: np.ndarray, back_flow: np.ndarray | None = None, step: int = 4, thresh: float = 1.0, f_gain: float = 0.3) -> tuple[np.ndarray, StaticModel]:
+def flow_residual(
+    flow: np.ndarray, back_flow: np.ndarray | None = None, step: int = 4, thresh: float = 1.0, f_gain: float = 0.3
+) -> tuple[np.ndarray, StaticModel]:
     """Per-pixel static-scene error of one flow field (Ro-DynRF units, float32) and the model."""
     h, w = flow.shape[:2]
     model = fit_static_model(*flow_samples(flow, step, back_flow), thresh=thresh, f_gain=f_gain)

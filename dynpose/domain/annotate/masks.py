@@ -125,7 +125,9 @@ class _Evidence:
         if i not in self._mot:
             res = self.residual(i)
             with self.clock("motion"):
-                self._mot[i] = motion_mask(res, self.cfg.motion_quantile, self.cfg.motion_scale, self.cfg.motion_min_area)
+                self._mot[i] = motion_mask(
+                    res, self.cfg.motion_quantile, self.cfg.motion_scale, self.cfg.motion_min_area
+                )
         return self._mot[i]
 
     def forget_before(self, k: int) -> None:
@@ -237,7 +239,11 @@ def compute_dynamic_masks(frames: np.ndarray, cfg: MaskConfig | None = None) -> 
 
 def encode_mask(mask: np.ndarray) -> bytes:
     """A bool (H, W) mask as 1-bit PNG bytes."""
-    ok, buf = cv2.imencode(".png", np.asarray(mask, bool).astype(np.uint8) * 255, [cv2.IMWRITE_PNG_BILEVEL, 1, cv2.IMWRITE_PNG_COMPRESSION, 9])
+    ok, buf = cv2.imencode(
+        ".png",
+        np.asarray(mask, bool).astype(np.uint8) * 255,
+        [cv2.IMWRITE_PNG_BILEVEL, 1, cv2.IMWRITE_PNG_COMPRESSION, 9],
+    )
     if not ok:
         raise ValueError("PNG encoding failed")
     return buf.tobytes()

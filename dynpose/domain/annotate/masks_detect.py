@@ -36,7 +36,9 @@ def _mediapipe():
 def _pose():
     if getattr(_local, "pose", None) is None:
         mp = _mediapipe()
-        _local.pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5)
+        _local.pose = mp.solutions.pose.Pose(
+            static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5
+        )
     return _local.pose
 
 
@@ -44,7 +46,13 @@ def _hands(max_hands: int):
     key = f"hands{max_hands}"
     if getattr(_local, key, None) is None:
         mp = _mediapipe()
-        setattr(_local, key, mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=max_hands, model_complexity=1, min_detection_confidence=0.5))
+        setattr(
+            _local,
+            key,
+            mp.solutions.hands.Hands(
+                static_image_mode=True, max_num_hands=max_hands, model_complexity=1, min_detection_confidence=0.5
+            ),
+        )
     return getattr(_local, key)
 
 
@@ -53,7 +61,9 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
-def segment_people(img: np.ndarray, max_people: int = 4, seg_thresh: float = 0.5, min_area: float = 5e-4) -> list[np.ndarray]:
+def segment_people(
+    img: np.ndarray, max_people: int = 4, seg_thresh: float = 0.5, min_area: float = 5e-4
+) -> list[np.ndarray]:
     """One bool mask per person found by repeated MediaPipe Pose calls on an RGB uint8 image."""
     pose = _pose()
     h, w = img.shape[:2]

@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", help="directory to keep rendered clips in (.npz)")
     args = ap.parse_args(argv)
     configs = {name: MaskConfig(**CONFIGS[name]) for name in args.configs.split(",")}
-    print("| clip | config | dyn. cover | " + " | ".join(f"{c} IoU / rec / FPR" for c in (*COMPONENTS, "union")) + " | mask s |")
+    print(
+        "| clip | config | dyn. cover | "
+        + " | ".join(f"{c} IoU / rec / FPR" for c in (*COMPONENTS, "union"))
+        + " | mask s |"
+    )
     print("|---" * (5 + len(COMPONENTS)) + "|")
     for text in args.clips:
         frames, gt = _clip(text, args.seconds, args.cache)

@@ -34,7 +34,9 @@ def remove_small(mask: np.ndarray, min_pixels: int) -> np.ndarray:
     return keep[labels]
 
 
-def motion_mask(residual: np.ndarray, quantile: float | None = 0.8, scale: float = 1.0, min_area: float = 2e-4) -> np.ndarray:
+def motion_mask(
+    residual: np.ndarray, quantile: float | None = 0.8, scale: float = 1.0, min_area: float = 2e-4
+) -> np.ndarray:
     """Bool mask of pixels whose residual exceeds ``scale`` x H*W/8100 (Ro-DynRF recipe)."""
     h, w = residual.shape
     err = residual

@@ -38,7 +38,9 @@ class Sam2Unavailable(RuntimeError):
 def _sam2_dir() -> Path:
     spec = importlib.util.find_spec("sam2")
     if spec is None or not spec.submodule_search_locations:
-        raise Sam2Unavailable("the sam2 package is not installed: pip install --no-deps sam2==1.1.0 (see docs/masks.md)")
+        raise Sam2Unavailable(
+            "the sam2 package is not installed: pip install --no-deps sam2==1.1.0 (see docs/masks.md)"
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -59,7 +61,9 @@ def _import_sam2() -> None:
 def resolve_config(config: str | None) -> Path:
     """A yaml path as given, or a config name looked up inside the installed sam2 package."""
     if not config:
-        raise Sam2Unavailable("MaskConfig.sam2_config is not set (a yaml path or e.g. 'configs/sam2.1/sam2.1_hiera_l.yaml')")
+        raise Sam2Unavailable(
+            "MaskConfig.sam2_config is not set (a yaml path or e.g. 'configs/sam2.1/sam2.1_hiera_l.yaml')"
+        )
     path = Path(config).expanduser()
     if path.is_file():
         return path
@@ -81,7 +85,9 @@ def _only_sam2() -> dict:
 def build_video_predictor(checkpoint: str | None, config: str | None, device: str = "cpu"):
     """The SAM2 video predictor from local files; raises Sam2Unavailable with the reason."""
     if not checkpoint or not Path(checkpoint).expanduser().is_file():
-        raise Sam2Unavailable(f"SAM2 checkpoint not found: {checkpoint!r} (set MaskConfig.sam2_checkpoint to a local .pt file)")
+        raise Sam2Unavailable(
+            f"SAM2 checkpoint not found: {checkpoint!r} (set MaskConfig.sam2_checkpoint to a local .pt file)"
+        )
     cfg_path = resolve_config(config)
     _import_sam2()
     from hydra.utils import instantiate
@@ -113,7 +119,9 @@ def _parts(mask: np.ndarray, max_objects: int, min_pixels: int) -> list[np.ndarr
 class Sam2Propagator:
     """``propagate(start, mask, length)`` with the SAM2 video predictor on the working frames."""
 
-    def __init__(self, frames: np.ndarray, checkpoint: str | None, config: str | None, device: str = "cpu", max_objects: int = 8):
+    def __init__(
+        self, frames: np.ndarray, checkpoint: str | None, config: str | None, device: str = "cpu", max_objects: int = 8
+    ):
         self.frames = frames  # (N, h, w, 3) uint8 RGB at the working size
         self.predictor = build_video_predictor(checkpoint, config, device)
         self.max_objects = max_objects
@@ -127,10 +135,14 @@ class Sam2Propagator:
             return out
         with tempfile.TemporaryDirectory(prefix="dynpose_sam2_") as tmp, torch.inference_mode():
             for k in range(length):
-                cv2.imwrite(str(Path(tmp) / f"{k}.jpg"), self.frames[start + k][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+                cv2.imwrite(
+                    str(Path(tmp) / f"{k}.jpg"), self.frames[start + k][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95]
+                )
             state = self.predictor.init_state(tmp, offload_video_to_cpu=True)
             for obj_id, part in enumerate(parts, start=1):
                 self.predictor.add_new_mask(state, frame_idx=0, obj_id=obj_id, mask=torch.from_numpy(part))
-            for k, _, logits in self.predictor.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=length - 1):
+            for k, _, logits in self.predictor.propagate_in_video(
+                state, start_frame_idx=0, max_frame_num_to_track=length - 1
+            ):
                 out[k] = (logits[:, 0] > 0).any(dim=0).cpu().numpy()
         return out

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dynpose.domain.annotate.decisions import AnnotationChecks, Verdict, frames_verdict, motion_verdict, poses_verdict, track_motion
+from dynpose.domain.annotate.decisions import (
+    AnnotationChecks,
+    Verdict,
+    frames_verdict,
+    motion_verdict,
+    poses_verdict,
+    track_motion,
+)
 from dynpose.domain.annotate.masks import MaskConfig, compute_dynamic_masks
 from dynpose.domain.annotate.quality import Quality, TierSettings, assess
 from dynpose.domain.annotate.sfm import SfmConfig, failed_result, run_sfm
@@ -59,7 +66,9 @@ class Annotation:
     stats: dict = field(default_factory=dict)
 
 
-def annotate_frames(sampled: SampledFrames, cfg: AnnotateConfig | None = None, masks: np.ndarray | None = None) -> Annotation:
+def annotate_frames(
+    sampled: SampledFrames, cfg: AnnotateConfig | None = None, masks: np.ndarray | None = None
+) -> Annotation:
     """Annotate sampled frames with camera poses; bad input gives a failure status, not an exception.
 
     ``masks`` ((N, H, W) bool, True = dynamic) replaces the computed dynamic masks when given
@@ -68,16 +77,29 @@ def annotate_frames(sampled: SampledFrames, cfg: AnnotateConfig | None = None, m
     cfg = cfg or AnnotateConfig()
     frames = sampled.frames
     n = len(frames)
-    h, w = (frames.shape[1:3] if frames.ndim >= 3 and n else (0, 0))
+    h, w = frames.shape[1:3] if frames.ndim >= 3 and n else (0, 0)
     timings: dict[str, float] = {}
     stats: dict = {"n_frames": n}
     t_start = time.perf_counter()
 
     def finish(verdict: Verdict, poses: PoseResult | None = None, **arrays) -> Annotation:
-        poses = poses or failed_result(sampled.timestamps, max(w, 1), max(h, 1), verdict.message or verdict.status, cfg.sfm)
+        poses = poses or failed_result(
+            sampled.timestamps, max(w, 1), max(h, 1), verdict.message or verdict.status, cfg.sfm
+        )
         timings["total_s"] = time.perf_counter() - t_start
-        return Annotation(verdict.status, verdict.message, np.asarray(sampled.timestamps), np.asarray(sampled.source_indices),
-                          int(w), int(h), poses, assess(poses, cfg.checks.min_registered, cfg.tiers), timings, stats=stats, **arrays)
+        return Annotation(
+            verdict.status,
+            verdict.message,
+            np.asarray(sampled.timestamps),
+            np.asarray(sampled.source_indices),
+            int(w),
+            int(h),
+            poses,
+            assess(poses, cfg.checks.min_registered, cfg.tiers),
+            timings,
+            stats=stats,
+            **arrays,
+        )
 
     t0 = time.perf_counter()
     verdict, measured = frames_verdict(frames, cfg.checks)
@@ -126,7 +148,9 @@ def annotation_json(ann: Annotation, cfg: AnnotateConfig | None = None, source: 
         "width": ann.width,
         "height": ann.height,
         # null when nothing was decoded: there is no image the guess would describe
-        "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height} if len(ann.timestamps) else None,
+        "intrinsics": {"fx": k.fx, "fy": k.fy, "cx": k.cx, "cy": k.cy, "width": k.width, "height": k.height}
+        if len(ann.timestamps)
+        else None,
         "camera_model": ann.poses.extra.get("camera_model"),
         "radial_k1": ann.poses.extra.get("radial_k1"),
         "registered_frames": int(np.sum(ann.poses.registered)),
@@ -142,7 +166,9 @@ def annotation_json(ann: Annotation, cfg: AnnotateConfig | None = None, source: 
     }
 
 
-def write_outputs(ann: Annotation, out_dir: str | Path, cfg: AnnotateConfig | None = None, source: dict | None = None) -> None:
+def write_outputs(
+    ann: Annotation, out_dir: str | Path, cfg: AnnotateConfig | None = None, source: dict | None = None
+) -> None:
     """Write ``trajectory.tum``, ``cameras.pkl`` and ``annotation.json`` (always all three)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,9 @@ class SfmConfig:
     camera_model: str = "SIMPLE_RADIAL"  # or "SIMPLE_PINHOLE"
     focal_guess: float = 1.2  # initial focal = focal_guess * max(W, H) (about a 45 degree FOV)
     calibrate_view_graph: bool = True  # estimate the focal from the fundamental matrices before mapping
-    mask_policy: str = "truncate"  # "truncate": a track ends at its first masked frame; "drop": drop masked observations only (paper)
+    mask_policy: str = (
+        "truncate"  # "truncate": a track ends at its first masked frame; "drop": drop masked observations only (paper)
+    )
     mask_dilate: int = 2  # pixels: observations this close to a dynamic mask count as masked
     min_track_length: int = 3
     max_track_span: int | None = None  # split tracks into pieces of at most this many frames (less drift, but
@@ -54,7 +56,9 @@ class SfmConfig:
     ransac_max_error: float = 2.0  # pixels, two-view verification
     min_num_inliers: int = 15
     ba_iterations: int = 3  # global mapper's BA / filter rounds
-    mapper_options: dict = field(default_factory=dict)  # extra GlobalMapperOptions / IncrementalMapperOptions fields (dotted names)
+    mapper_options: dict = field(
+        default_factory=dict
+    )  # extra GlobalMapperOptions / IncrementalMapperOptions fields (dotted names)
     num_threads: int = -1
     seed: int = 0
     verbose: bool = False  # COLMAP's info log (off: warnings and errors only, while run_sfm runs)
@@ -166,7 +170,9 @@ def _select_tracks(frame, track, length, keep, num_frames, quota, seed) -> np.nd
     order = np.flatnonzero(keep)
     rng = np.random.default_rng(seed)
     order = order[np.lexsort((rng.random(len(order)), -length[order]))]  # longest first, random ties
-    by_track = np.split(frame[np.argsort(track, kind="stable")], np.cumsum(np.bincount(track, minlength=len(length)))[:-1])
+    by_track = np.split(
+        frame[np.argsort(track, kind="stable")], np.cumsum(np.bincount(track, minlength=len(length)))[:-1]
+    )
     count = np.zeros(num_frames, int)
     out = np.zeros(len(length), bool)
     for tid in order:
@@ -218,7 +224,10 @@ def write_database(path: Path, corr: Correspondences, width: int, height: int, c
         for (a, b), m in pairs.items():
             if len(m) >= cfg.min_num_inliers:
                 db.write_matches(ids[a], ids[b], np.asarray(m, np.uint32))
-    return {"pairs": sum(len(m) >= cfg.min_num_inliers for m in pairs.values()), "matches": int(sum(len(m) for m in pairs.values()))}
+    return {
+        "pairs": sum(len(m) >= cfg.min_num_inliers for m in pairs.values()),
+        "matches": int(sum(len(m) for m in pairs.values())),
+    }
 
 
 def _verify(db_path: Path, cfg: SfmConfig, calibrate: bool) -> None:
@@ -275,14 +284,23 @@ def _map(db_path: Path, out: Path, mapper: str, cfg: SfmConfig) -> dict:
 def _to_result(rec, timestamps: np.ndarray, width: int, height: int, mapper: str) -> PoseResult:
     """The shared COLMAP conversion (pixel convention included); image ``i`` is frame ``i`` (name-coded)."""
     return pose_result_from_reconstruction(
-        rec, timestamps, width, height, lambda name: int(name.split(".")[0]), extra={"mapper": mapper},
+        rec,
+        timestamps,
+        width,
+        height,
+        lambda name: int(name.split(".")[0]),
+        extra={"mapper": mapper},
     )
 
 
-def failed_result(timestamps: np.ndarray, width: int, height: int, reason: str, cfg: SfmConfig | None = None, **extra) -> PoseResult:
+def failed_result(
+    timestamps: np.ndarray, width: int, height: int, reason: str, cfg: SfmConfig | None = None, **extra
+) -> PoseResult:
     """All frames unregistered, the initial intrinsics guess (``cfg.focal_guess``), and why."""
     cfg = cfg or SfmConfig()
-    return PoseResult.unregistered(timestamps, width, height, reason, focal=cfg.focal_guess * max(width, height), **extra)
+    return PoseResult.unregistered(
+        timestamps, width, height, reason, focal=cfg.focal_guess * max(width, height), **extra
+    )
 
 
 def run_sfm(
@@ -309,8 +327,18 @@ def run_sfm(
         pycolmap.logging.minloglevel = level
 
 
-def _map_database(tmp: Path, corr: Correspondences, timestamps: np.ndarray, w: int, h: int, cfg: SfmConfig,
-                  calibrate: bool, timings: dict, attempts: list, min_registered: float) -> tuple[PoseResult | None, dict]:
+def _map_database(
+    tmp: Path,
+    corr: Correspondences,
+    timestamps: np.ndarray,
+    w: int,
+    h: int,
+    cfg: SfmConfig,
+    calibrate: bool,
+    timings: dict,
+    attempts: list,
+    min_registered: float,
+) -> tuple[PoseResult | None, dict]:
     """Write and verify a database, then run the mappers in turn; the best model and database stats."""
     import pycolmap
 
@@ -326,7 +354,9 @@ def _map_database(tmp: Path, corr: Correspondences, timestamps: np.ndarray, w: i
         db_stats["verified_pairs"] = int(db.num_verified_image_pairs())
     if db_stats["verified_pairs"] == 0:
         return None, db_stats
-    mappers = [(cfg.mapper, True)] + ([(m, True) for m in ("global", "incremental") if m != cfg.mapper] if cfg.fallback else [])
+    mappers = [(cfg.mapper, True)] + (
+        [(m, True) for m in ("global", "incremental") if m != cfg.mapper] if cfg.fallback else []
+    )
     if cfg.fallback and not cfg.mapper_options.get("skip_retriangulation"):
         # The global mapper's last step re-triangulates every point from the database; on low-parallax
         # clips (a slow forward dolly) it can drop all of them and discard a good model. Keep it then.
@@ -338,7 +368,14 @@ def _map_database(tmp: Path, corr: Correspondences, timestamps: np.ndarray, w: i
         out.mkdir()
         t0 = time.perf_counter()
         try:
-            recs = _map(db_path, out, mapper, cfg if retriangulate else replace(cfg, mapper_options={**cfg.mapper_options, "skip_retriangulation": True}))
+            recs = _map(
+                db_path,
+                out,
+                mapper,
+                cfg
+                if retriangulate
+                else replace(cfg, mapper_options={**cfg.mapper_options, "skip_retriangulation": True}),
+            )
         except Exception as exc:  # pycolmap raises plain RuntimeError on degenerate input
             log.warning("%s mapper failed: %s", name, exc)
             recs = {}
@@ -369,7 +406,9 @@ def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir, min_registe
     # mappers with nothing to triangulate (a low-parallax dolly): then map again without it.
     for calibrate in dict.fromkeys([cfg.calibrate_view_graph, False]):
         with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-            result, verified = _map_database(Path(tmp), corr, timestamps, w, h, cfg, calibrate, timings, attempts, min_registered)
+            result, verified = _map_database(
+                Path(tmp), corr, timestamps, w, h, cfg, calibrate, timings, attempts, min_registered
+            )
         stats.update(verified)
         if result is not None and (best is None or result.registered_ratio > best.registered_ratio):
             best = result
@@ -378,6 +417,8 @@ def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir, min_registe
         if verified["verified_pairs"] == 0:
             return failed_result(timestamps, w, h, "no verified image pair", cfg, stats=stats, timings=timings)
     if best is None:
-        return failed_result(timestamps, w, h, "mapper produced no model", cfg, stats=stats, timings=timings, attempts=attempts)
+        return failed_result(
+            timestamps, w, h, "mapper produced no model", cfg, stats=stats, timings=timings, attempts=attempts
+        )
     best.extra.update(stats=stats, timings=timings, attempts=attempts)
     return best

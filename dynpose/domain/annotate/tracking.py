@@ -117,11 +117,20 @@ def snapped_grid(gray: np.ndarray, n: int, min_corner: float) -> tuple[np.ndarra
     rows = np.clip(ys[:-1, None] + np.arange(ch)[None], 0, h - 1)
     cols = np.clip(xs[:-1, None] + np.arange(cw)[None], 0, w - 1)
     block = score[rows[:, None, :, None], cols[None, :, None, :]]
-    block = np.where((np.arange(ch)[None, None, :, None] < np.diff(ys)[:, None, None, None]) & (np.arange(cw)[None, None, None, :] < np.diff(xs)[None, :, None, None]), block, -1.0)
+    block = np.where(
+        (np.arange(ch)[None, None, :, None] < np.diff(ys)[:, None, None, None])
+        & (np.arange(cw)[None, None, None, :] < np.diff(xs)[None, :, None, None]),
+        block,
+        -1.0,
+    )
     flat = block.reshape(n, n, -1)
     best = flat.argmax(axis=2)
     by, bx = np.divmod(best, cw)
-    pts = np.stack([cols[np.arange(n)[None, :], bx], rows[np.arange(n)[:, None], by]], -1).reshape(-1, 2).astype(np.float32)
+    pts = (
+        np.stack([cols[np.arange(n)[None, :], bx], rows[np.arange(n)[:, None], by]], -1)
+        .reshape(-1, 2)
+        .astype(np.float32)
+    )
     keep = flat.max(axis=2).ravel() >= min_corner * max(float(np.percentile(score, 95)), 1e-12)
     return pts, keep
 
@@ -135,8 +144,9 @@ def _cell_index(pts: np.ndarray, width: int, height: int, n: int) -> np.ndarray:
     return row * n + col
 
 
-def continued_queries(query: np.ndarray, keep: np.ndarray, prev: np.ndarray, prev_alive: np.ndarray,
-                      size: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def continued_queries(
+    query: np.ndarray, keep: np.ndarray, prev: np.ndarray, prev_alive: np.ndarray, size: tuple[int, int], n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A window's grid queries where each cell holding live points of the previous window continues one of them.
 
     In such a cell the live point nearest the cell's own query replaces it, so the new window's
@@ -236,7 +246,8 @@ class LearnedTracker:
 
         if not cfg.checkpoint or not os.path.isfile(cfg.checkpoint):
             raise FileNotFoundError(
-                f"tracking backend 'learned' needs TrackConfig.checkpoint, a state_dict file; {cfg.checkpoint!r} does not exist"
+                f"tracking backend 'learned' needs TrackConfig.checkpoint, a state_dict file; {cfg.checkpoint!r} "
+                "does not exist"
             )
         self.torch, self.grays, self.cfg = torch, grays, cfg
         self.net = correlation_tracker_net()
@@ -256,9 +267,14 @@ class LearnedTracker:
         torch, F = self.torch, self.torch.nn.functional
         h, w = fa.shape[-2:]
         r = self.radius
-        offs = torch.stack(torch.meshgrid(torch.arange(-r, r + 1.0), torch.arange(-r, r + 1.0), indexing="xy"), -1).reshape(-1, 2)
+        offs = torch.stack(
+            torch.meshgrid(torch.arange(-r, r + 1.0), torch.arange(-r, r + 1.0), indexing="xy"), -1
+        ).reshape(-1, 2)
         p = torch.from_numpy(pts).float()
-        norm = lambda q: torch.stack([q[..., 0] / (w - 1), q[..., 1] / (h - 1)], -1) * 2 - 1
+
+        def norm(q):
+            return torch.stack([q[..., 0] / (w - 1), q[..., 1] / (h - 1)], -1) * 2 - 1
+
         with torch.no_grad():
             query = F.grid_sample(fa, norm(p)[None, :, None], align_corners=True)[0, :, :, 0]  # (C, P)
             cand = p[:, None] + offs[None]  # (P, K, 2)
@@ -311,19 +327,41 @@ def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
             pts, keep = snapped_grid(grays[q], cfg.grid, cfg.min_corner)
         else:
             pts, keep = grid_points(gw, gh, cfg.grid), np.ones(cfg.grid**2, bool)
-        win = TrackWindow(q, np.arange(first, first + t_len), np.zeros((t_len, cfg.grid**2, 2), np.float32), np.zeros((t_len, cfg.grid**2), bool))
+        win = TrackWindow(
+            q,
+            np.arange(first, first + t_len),
+            np.zeros((t_len, cfg.grid**2, 2), np.float32),
+            np.zeros((t_len, cfg.grid**2), bool),
+        )
         win.points[q - first], win.visible[q - first] = _to_input(pts, scale), keep
         windows.append(win)
         queries.append((pts, keep))
     for forward in (True, False):
-        _sweep(tracker, windows, queries, forward, (gw, gh), scale, cfg, continue_tracks=forward and cfg.continue_tracks and cfg.query == "start")
+        _sweep(
+            tracker,
+            windows,
+            queries,
+            forward,
+            (gw, gh),
+            scale,
+            cfg,
+            continue_tracks=forward and cfg.continue_tracks and cfg.query == "start",
+        )
     for win in windows:  # lost points keep their last position; zero them so nobody uses them
         win.points[~win.visible] = 0.0
     return Tracklets(windows, n, w, h, {"tracking_s": time.perf_counter() - t0})
 
 
-def _sweep(tracker: StepTracker, windows: list[TrackWindow], queries: list, forward: bool, size: tuple[int, int], scale: float,
-           cfg: TrackConfig, continue_tracks: bool = False) -> None:
+def _sweep(
+    tracker: StepTracker,
+    windows: list[TrackWindow],
+    queries: list,
+    forward: bool,
+    size: tuple[int, int],
+    scale: float,
+    cfg: TrackConfig,
+    continue_tracks: bool = False,
+) -> None:
     """Track every window from its query frame to its last (forward) or first frame, in place.
 
     All windows alive at a frame move in one tracker call, so the cost is one step per frame pair
@@ -340,10 +378,18 @@ def _sweep(tracker: StepTracker, windows: list[TrackWindow], queries: list, forw
                 if continue_tracks and k > 0 and pos[k - 1] is not None and windows[k - 1].frame_indices[-1] >= t:
                     queries[k] = continued_queries(*queries[k][:2], pos[k - 1], alive[k - 1], size, cfg.grid)
                     off = t - win.frame_indices[0]
-                    win.points[off], win.visible[off], win.continues = _to_input(queries[k][0], scale), queries[k][1], queries[k][2]
+                    win.points[off], win.visible[off], win.continues = (
+                        _to_input(queries[k][0], scale),
+                        queries[k][1],
+                        queries[k][2],
+                    )
                 pos[k], alive[k] = queries[k][0].copy(), queries[k][1].copy()
         nxt = t + 1 if forward else t - 1
-        active = [k for k, win in enumerate(windows) if pos[k] is not None and win.frame_indices[0] <= nxt <= win.frame_indices[-1] and alive[k].any()]
+        active = [
+            k
+            for k, win in enumerate(windows)
+            if pos[k] is not None and win.frame_indices[0] <= nxt <= win.frame_indices[-1] and alive[k].any()
+        ]
         if not active:
             continue
         idx = [np.flatnonzero(alive[k]) for k in active]

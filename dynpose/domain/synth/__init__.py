@@ -13,4 +13,14 @@ from dynpose.domain.synth.io import write_clip
 from dynpose.domain.synth.suites import SUITES, generate_suite, suite_specs
 from dynpose.domain.synth.variants import CATEGORIES, VARIANTS
 
-__all__ = ["ClipSpec", "RenderedClip", "render_clip", "write_clip", "generate_suite", "suite_specs", "SUITES", "VARIANTS", "CATEGORIES"]
+__all__ = [
+    "ClipSpec",
+    "RenderedClip",
+    "render_clip",
+    "write_clip",
+    "generate_suite",
+    "suite_specs",
+    "SUITES",
+    "VARIANTS",
+    "CATEGORIES",
+]

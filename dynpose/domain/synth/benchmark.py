@@ -28,13 +28,30 @@ def measure(layout: str, frames: int, width: int = 854, height: int = 480, seed:
     t0, c0 = time.perf_counter(), time.process_time()
     get_scene(layout, seed, tq)
     build_wall, build_cpu = time.perf_counter() - t0, time.process_time() - c0
-    spec = ClipSpec(seed=seed, layout=layout, trajectory="handheld_walk", width=width, height=height, fps=12.0, seconds=frames / 12.0)
+    spec = ClipSpec(
+        seed=seed,
+        layout=layout,
+        trajectory="handheld_walk",
+        width=width,
+        height=height,
+        fps=12.0,
+        seconds=frames / 12.0,
+    )
     t0, c0 = time.perf_counter(), time.process_time()
     clip = render_clip(spec)  # scene is cached: this is planning + frames + ground truth
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"layout": layout, "width": width, "height": height, "frames": len(clip), "scene_build_s": round(build_wall, 2),
-            "scene_build_cpu_s": round(build_cpu, 2), "s_per_frame": round(wall / len(clip), 4), "cpu_s_per_frame": round(cpu / len(clip), 4),
-            "objects": clip.meta["object_kinds"], "coverage_mean": round(clip.meta["mask_coverage"]["mean"], 3)}
+    return {
+        "layout": layout,
+        "width": width,
+        "height": height,
+        "frames": len(clip),
+        "scene_build_s": round(build_wall, 2),
+        "scene_build_cpu_s": round(build_cpu, 2),
+        "s_per_frame": round(wall / len(clip), 4),
+        "cpu_s_per_frame": round(cpu / len(clip), 4),
+        "objects": clip.meta["object_kinds"],
+        "coverage_mean": round(clip.meta["mask_coverage"]["mean"], 3),
+    }
 
 
 def main(argv=None) -> int:
@@ -50,8 +67,14 @@ def main(argv=None) -> int:
     rows = [measure(lay, args.frames, args.width, args.height) for lay in args.layouts.split(",")]
     for r in rows:
         print(json.dumps(r))
-    print(json.dumps({"mean_s_per_frame": round(float(np.mean([r["s_per_frame"] for r in rows])), 4),
-                      "mean_cpu_s_per_frame": round(float(np.mean([r["cpu_s_per_frame"] for r in rows])), 4)}))
+    print(
+        json.dumps(
+            {
+                "mean_s_per_frame": round(float(np.mean([r["s_per_frame"] for r in rows])), 4),
+                "mean_cpu_s_per_frame": round(float(np.mean([r["cpu_s_per_frame"] for r in rows])), 4),
+            }
+        )
+    )
     return 0
 
 

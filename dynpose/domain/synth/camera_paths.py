@@ -41,7 +41,7 @@ class SmoothNoise:
         self.f = np.exp(rng.uniform(np.log(fmin), np.log(fmax), n))
         self.ph = rng.uniform(0, 2 * np.pi, n)
         self.a = 1.0 / np.sqrt(self.f)  # more energy at low frequencies
-        self.a /= np.sqrt(np.sum(self.a ** 2) / 2)
+        self.a /= np.sqrt(np.sum(self.a**2) / 2)
 
     def __call__(self, t: float) -> float:
         return float(np.sum(self.a * np.sin(2 * np.pi * self.f * t + self.ph)))
@@ -161,7 +161,11 @@ def _propose(kind, rng, scene, T, shake_amount, slow) -> CameraPath:
         return _with_shake(kind, lambda t: c, lambda t: yaw, lambda t: pitch, shake, {"center": c.tolist()})
     if kind == "orbit":
         shake = Shake(rng, 0.4 * shake_amount)
-        focus = scene.focus[int(rng.integers(len(scene.focus)))] if scene.focus else np.array([*_random_point(rng, scene), 1.0])
+        focus = (
+            scene.focus[int(rng.integers(len(scene.focus)))]
+            if scene.focus
+            else np.array([*_random_point(rng, scene), 1.0])
+        )
         r = rng.uniform(2.2, 3.5) if room else rng.uniform(3.0, 7.0)
         w = math.radians(rng.uniform(12, 30)) * slow * rng.choice([-1, 1])
         a0 = rng.uniform(0, 2 * np.pi)
@@ -204,8 +208,16 @@ def _propose(kind, rng, scene, T, shake_amount, slow) -> CameraPath:
                 x, y = start[0] + s * math.cos(heading), start[1] + s * math.sin(heading)
             return np.array([x, y, eye])
 
-        return _with_shake(kind, pos, lambda t: heading + curv * v * t + side + look_amp * look(t), lambda t: pitch0, shake,
-                           {"speed": v}, bob=0.012 * shake_amount, step_hz=1.6 + 0.4 * v)
+        return _with_shake(
+            kind,
+            pos,
+            lambda t: heading + curv * v * t + side + look_amp * look(t),
+            lambda t: pitch0,
+            shake,
+            {"speed": v},
+            bob=0.012 * shake_amount,
+            step_hz=1.6 + 0.4 * v,
+        )
     if kind == "pan_translate":
         v = (rng.uniform(0.25, 0.6) if room else rng.uniform(0.4, 1.0)) * slow
         move = heading
@@ -218,7 +230,14 @@ def _propose(kind, rng, scene, T, shake_amount, slow) -> CameraPath:
         def pos(t):
             return np.array([start[0] + v * t * math.cos(move), start[1] + v * t * math.sin(move), eye])
 
-        return _with_shake(kind, pos, lambda t: yaw0 + rate * t, lambda t: pitch0, shake, {"speed": v, "pan_deg_per_s": math.degrees(rate)})
+        return _with_shake(
+            kind,
+            pos,
+            lambda t: yaw0 + rate * t,
+            lambda t: pitch0,
+            shake,
+            {"speed": v, "pan_deg_per_s": math.degrees(rate)},
+        )
     if kind == "forward":
         v = (rng.uniform(0.5, 0.9) if room else rng.uniform(1.0, 2.0)) * slow
         sway = SmoothNoise(rng, 0.05, 0.2)
@@ -228,7 +247,15 @@ def _propose(kind, rng, scene, T, shake_amount, slow) -> CameraPath:
         def pos(t):
             return np.array([start[0] + v * t * math.cos(heading), start[1] + v * t * math.sin(heading), eye])
 
-        return _with_shake(kind, pos, lambda t: heading + math.radians(6) * sway(t), lambda t: pitch0, shake, {"speed": v}, bob=0.006 * shake_amount)
+        return _with_shake(
+            kind,
+            pos,
+            lambda t: heading + math.radians(6) * sway(t),
+            lambda t: pitch0,
+            shake,
+            {"speed": v},
+            bob=0.006 * shake_amount,
+        )
     if kind == "dolly":
         v = rng.uniform(0.15, 0.35) * slow
         yaw0 = heading + rng.choice([0, math.pi / 2, -math.pi / 2]) + rng.normal(0, 0.2)
@@ -245,6 +272,10 @@ def _propose(kind, rng, scene, T, shake_amount, slow) -> CameraPath:
 
 def cut_path(a: CameraPath, b: CameraPath, t_cut: float) -> CameraPath:
     """Hard shot change: path ``a`` before ``t_cut``, ``b`` after."""
-    return CameraPath("shot_change", lambda t: a.position(t) if t < t_cut else b.position(t),
-                      lambda t: a.forward(t) if t < t_cut else b.forward(t),
-                      roll=lambda t: a.roll(t) if t < t_cut else b.roll(t), params={"t_cut": t_cut})
+    return CameraPath(
+        "shot_change",
+        lambda t: a.position(t) if t < t_cut else b.position(t),
+        lambda t: a.forward(t) if t < t_cut else b.forward(t),
+        roll=lambda t: a.roll(t) if t < t_cut else b.roll(t),
+        params={"t_cut": t_cut},
+    )

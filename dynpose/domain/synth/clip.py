@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from dynpose.domain.camera import Intrinsics
-
 from dynpose.domain.synth import camera_paths as cp
 from dynpose.domain.synth import effects as fx
 from dynpose.domain.synth.gt import sample_correspondences
@@ -97,7 +96,14 @@ def get_scene(layout: str, scene_seed: int, tq: float):
         rng = np.random.default_rng([scene_seed, 1000 + sorted(LAYOUTS).index(layout)])
         scene = LAYOUTS[layout](rng, tq)
         indoor = layout == "room"
-        bake(scene.static, scene.lights, rng, tpm=5.0 if indoor else 2.5, ao_rays=10 if tq > 0.6 else 6, ao_dist=1.0 if indoor else 2.5)
+        bake(
+            scene.static,
+            scene.lights,
+            rng,
+            tpm=5.0 if indoor else 2.5,
+            ao_rays=10 if tq > 0.6 else 6,
+            ao_dist=1.0 if indoor else 2.5,
+        )
         while len(_SCENES) >= 2:
             _SCENES.pop(next(iter(_SCENES)))
         _SCENES[key] = scene
@@ -116,7 +122,12 @@ def _zoom_fn(rng, seconds):
     b = max(b, a + 0.4 * seconds) if a + 0.4 * seconds < seconds else b
     zoom_in = rng.random() < 0.6
     lo, hi = (1.0, z) if zoom_in else (z, 1.0)
-    return (lambda t: float(lo + (hi - lo) * _smoothstep((t - a) / max(b - a, 1e-3)))), {"zoom_from": lo, "zoom_to": hi, "t0": a, "t1": b}
+    return (lambda t: float(lo + (hi - lo) * _smoothstep((t - a) / max(b - a, 1e-3)))), {
+        "zoom_from": lo,
+        "zoom_to": hi,
+        "t0": a,
+        "t1": b,
+    }
 
 
 def _path_and_objects(spec: ClipSpec, scene, cam: CameraModel, hfov: float, tq: float, vrng, path_rng, orng):
@@ -153,18 +164,41 @@ def _path_and_objects(spec: ClipSpec, scene, cam: CameraModel, hfov: float, tq: 
     for _ in range(n_near):  # objects passing close to the camera: large coverage
         for _ in range(10):
             kind = "person" if spec.layout != "street" or orng.random() < 0.6 else "car"
-            near = propose_object(kind, len(objects) + len(near_objs) + 1, orng, scene, path, T, hfov, tq,
-                                  dist_range=(1.3, 2.2) if kind == "person" else (2.6, 4.0))
+            near = propose_object(
+                kind,
+                len(objects) + len(near_objs) + 1,
+                orng,
+                scene,
+                path,
+                T,
+                hfov,
+                tq,
+                dist_range=(1.3, 2.2) if kind == "person" else (2.6, 4.0),
+            )
             if near is not None:
                 near_objs.append(near)
                 break
     n_obj -= n_near
-    more, _ = populate(orng, scene, path, T, n_obj, cam, tq, max_coverage=spec.max_coverage, focal_scale=path.focal_scale,
-                       min_mean=0.01 if var == "none" else 0.0)
+    more, _ = populate(
+        orng,
+        scene,
+        path,
+        T,
+        n_obj,
+        cam,
+        tq,
+        max_coverage=spec.max_coverage,
+        focal_scale=path.focal_scale,
+        min_mean=0.01 if var == "none" else 0.0,
+    )
     objects += more
     if near_objs:  # the far objects were checked by populate; now the whole set, dropping near ones if needed
         ts = np.linspace(0, T, max(6, int(T * 3)))
-        while near_objs and coverage(scene, path, objects + near_objs, cam, ts, focal_scale=path.focal_scale).max() > spec.max_coverage:
+        while (
+            near_objs
+            and coverage(scene, path, objects + near_objs, cam, ts, focal_scale=path.focal_scale).max()
+            > spec.max_coverage
+        ):
             near_objs.pop()
         objects += near_objs
     for k, o in enumerate(objects):
@@ -193,7 +227,9 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
     crng = spec.rng(1)
     hfov = spec.hfov_deg or float(crng.uniform(55, 75))
     if var == "long_focal":
-        hfov = spec.params.setdefault("hfov_deg", float(vrng.uniform(3, 8) if spec.layout != "room" else vrng.uniform(8, 12)))
+        hfov = spec.params.setdefault(
+            "hfov_deg", float(vrng.uniform(3, 8) if spec.layout != "room" else vrng.uniform(8, 12))
+        )
     f = W / 2 / math.tan(math.radians(hfov) / 2)
     xi = 0.0
     if var == "fisheye":
@@ -207,9 +243,14 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
     # where they can cross the view without running into the camera: draw another path.
     while var == "none" and not objects and redraws < 5:
         redraws += 1
-        path, objects = _path_and_objects(spec, scene, cam, hfov, tq, vrng, spec.rng(100 + redraws), spec.rng(200 + redraws))
+        path, objects = _path_and_objects(
+            spec, scene, cam, hfov, tq, vrng, spec.rng(100 + redraws), spec.rng(200 + redraws)
+        )
     if var == "none" and not objects:
-        raise RuntimeError(f"no moving object fits clip seed {spec.seed} ({spec.layout}, {spec.trajectory}) after {redraws} camera paths")
+        raise RuntimeError(
+            f"no moving object fits clip seed {spec.seed} ({spec.layout}, {spec.trajectory}) after {redraws} "
+            "camera paths"
+        )
     if redraws:
         spec.params["camera_path_redraws"] = redraws
     if var == "huge_object":
@@ -248,9 +289,13 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         dyn = [p for o in objects for p in o.prims(t)]
         blur = None
         if use_blur:
-            blur = tuple((cam.scaled_focal(path.focal_scale(tt)), path.c2w(tt), [p for o in objects for p in o.prims(tt)])
-                         for tt in (t - half_shutter, t + half_shutter))
-            if var == "shot_change" and any((t - half_shutter) < c <= (t + half_shutter) for c in spec.params["t_cuts"]):
+            blur = tuple(
+                (cam.scaled_focal(path.focal_scale(tt)), path.c2w(tt), [p for o in objects for p in o.prims(tt)])
+                for tt in (t - half_shutter, t + half_shutter)
+            )
+            if var == "shot_change" and any(
+                (t - half_shutter) < c <= (t + half_shutter) for c in spec.params["t_cuts"]
+            ):
                 blur = None  # no smear across a cut
         fr = renderer.render(camk, path.c2w(t), dyn, blur=blur, flat=(var == "cartoon"))
         t_fx = time.perf_counter()
@@ -280,7 +325,18 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         cams.append(camk)
     elapsed = time.perf_counter() - t_start
     cov = (oid > 0).reshape(n_frames, -1).mean(1)
-    crn = sample_correspondences(depth, pid, oid, poses, cams, times, spec.rng(8), max_dt=spec.corr_max_dt, per_pair=spec.corr_per_pair, fps=spec.fps)
+    crn = sample_correspondences(
+        depth,
+        pid,
+        oid,
+        poses,
+        cams,
+        times,
+        spec.rng(8),
+        max_dt=spec.corr_max_dt,
+        per_pair=spec.corr_per_pair,
+        fps=spec.fps,
+    )
     depth[~np.isfinite(depth)] = 0.0
     meta = {
         "seed": spec.seed,
@@ -299,8 +355,13 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         "fisheye_alpha": xi if xi else None,
         "object_count": len(objects),
         "object_kinds": [o.kind for o in objects],
-        "mask_coverage": {"mean": float(cov.mean()), "median": float(np.median(cov)), "p90": float(np.percentile(cov, 90)),
-                          "max": float(cov.max()), "min": float(cov.min())},
+        "mask_coverage": {
+            "mean": float(cov.mean()),
+            "median": float(np.median(cov)),
+            "p90": float(np.percentile(cov, 90)),
+            "max": float(cov.max()),
+            "min": float(cov.min()),
+        },
         "n_correspondences": int(len(crn["frame_i"])),
         "render_seconds": round(elapsed, 3),
         "render_stage_seconds_per_frame": {k: round(v / n_frames, 4) for k, v in renderer.timings.items()},
@@ -308,8 +369,22 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         "camera_path": {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in path.params.items()},
         "spec": {k: v for k, v in asdict(spec).items() if k != "params"},
     }
-    return RenderedClip(spec, frames, depth, oid, poses, intr, times, W, H, xi, pid, meta, crn,
-                        world={"scene": scene, "objects": objects, "camera_path": path})
+    return RenderedClip(
+        spec,
+        frames,
+        depth,
+        oid,
+        poses,
+        intr,
+        times,
+        W,
+        H,
+        xi,
+        pid,
+        meta,
+        crn,
+        world={"scene": scene, "objects": objects, "camera_path": path},
+    )
 
 
 def _side_by_side(spec: ClipSpec) -> RenderedClip:
@@ -331,9 +406,28 @@ def _side_by_side(spec: ClipSpec) -> RenderedClip:
     pad = lambda x: np.concatenate([x[:n], np.zeros_like(x[:n])], axis=axis)  # noqa: E731
     meta = dict(ca.meta)
     category, suitable, _ = label("side_by_side")
-    meta.update(variant="side_by_side", category=category, suitable=suitable, width=frames.shape[2], height=frames.shape[1],
-                params={"stacked": stacked, "second": {"seed": b.seed, "trajectory": b.trajectory}},
-                ground_truth="left (or top) half only; the other half has depth 0 and no correspondences")
+    meta.update(
+        variant="side_by_side",
+        category=category,
+        suitable=suitable,
+        width=frames.shape[2],
+        height=frames.shape[1],
+        params={"stacked": stacked, "second": {"seed": b.seed, "trajectory": b.trajectory}},
+        ground_truth="left (or top) half only; the other half has depth 0 and no correspondences",
+    )
     meta["spec"] = {k: v for k, v in asdict(spec).items() if k != "params"}
-    return RenderedClip(spec, frames, pad(ca.depth), pad(ca.object_ids), ca.poses_w2c[:n], ca.intrinsics[:n], ca.timestamps[:n],
-                        frames.shape[2], frames.shape[1], 0.0, None, meta, ca.correspondences)
+    return RenderedClip(
+        spec,
+        frames,
+        pad(ca.depth),
+        pad(ca.object_ids),
+        ca.poses_w2c[:n],
+        ca.intrinsics[:n],
+        ca.timestamps[:n],
+        frames.shape[2],
+        frames.shape[1],
+        0.0,
+        None,
+        meta,
+        ca.correspondences,
+    )

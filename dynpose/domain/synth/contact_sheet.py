@@ -41,7 +41,16 @@ def build(seed: int = 1, width: int = 854, height: int = 480, progress=print) ->
     rows = []
     for k, traj in enumerate([t for t in TRAJECTORIES if t != "tripod"]):
         lay = layouts[k % 3]
-        spec = ClipSpec(seed=seed * 100 + k, layout=lay, trajectory=traj, width=width, height=height, fps=1.0, seconds=5.0, near_object=k % 2 == 0)
+        spec = ClipSpec(
+            seed=seed * 100 + k,
+            layout=lay,
+            trajectory=traj,
+            width=width,
+            height=height,
+            fps=1.0,
+            seconds=5.0,
+            near_object=k % 2 == 0,
+        )
         clip = render_clip(spec)
         progress(f"{traj} ({lay}): objects {clip.meta['object_kinds']}")
         cells = [_thumb(f) for f in clip.frames]
@@ -49,11 +58,31 @@ def build(seed: int = 1, width: int = 854, height: int = 480, progress=print) ->
         for j in range(1, len(cells)):
             cells[j] = _label(cells[j], f"t = {clip.timestamps[j]:.0f} s")
         rows.append(np.concatenate(cells, 1))
-    variants = ["tripod", "shot_change", "zoom", "fisheye", "huge_object", "long_focal", "cartoon", "overlay", "side_by_side", "low_res"]
+    variants = [
+        "tripod",
+        "shot_change",
+        "zoom",
+        "fisheye",
+        "huge_object",
+        "long_focal",
+        "cartoon",
+        "overlay",
+        "side_by_side",
+        "low_res",
+    ]
     cells = []
     for k, var in enumerate(variants):
         lay = {"long_focal": "street", "cartoon": "plaza"}.get(var, layouts[k % 3])
-        spec = ClipSpec(seed=seed * 100 + 50 + k, layout=lay, trajectory="pan_translate", variant=var, width=width, height=height, fps=2.0, seconds=3.0)
+        spec = ClipSpec(
+            seed=seed * 100 + 50 + k,
+            layout=lay,
+            trajectory="pan_translate",
+            variant=var,
+            width=width,
+            height=height,
+            fps=2.0,
+            seconds=3.0,
+        )
         clip = render_clip(spec)
         progress(f"{var} ({lay}): category {clip.meta['category']}")
         frame = clip.frames[-1] if var in ("shot_change", "zoom") else clip.frames[len(clip) // 2]

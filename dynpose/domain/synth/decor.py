@@ -11,8 +11,24 @@ import numpy as np
 
 from dynpose.domain.synth import textures as tx
 
-PASTELS = [(225, 220, 205), (205, 215, 220), (230, 215, 190), (200, 210, 190), (235, 230, 225), (215, 195, 185), (190, 195, 205)]
-FACADE_COLORS = [(200, 185, 160), (170, 150, 130), (220, 210, 190), (150, 160, 170), (190, 120, 90), (210, 200, 170), (140, 130, 120)]
+PASTELS = [
+    (225, 220, 205),
+    (205, 215, 220),
+    (230, 215, 190),
+    (200, 210, 190),
+    (235, 230, 225),
+    (215, 195, 185),
+    (190, 195, 205),
+]
+FACADE_COLORS = [
+    (200, 185, 160),
+    (170, 150, 130),
+    (220, 210, 190),
+    (150, 160, 170),
+    (190, 120, 90),
+    (210, 200, 170),
+    (140, 130, 120),
+]
 
 
 def _base(rng, w, h, tpm, style):
@@ -22,8 +38,12 @@ def _base(rng, w, h, tpm, style):
         return tx.concrete(rng, w, h, tpm).astype(np.float32)
     if style == "tiles":
         base = tx.jitter_color(rng, FACADE_COLORS[int(rng.integers(len(FACADE_COLORS)))], 0.1)
-        return tx.tiles(rng, w, h, tpm, tile_m=rng.uniform(0.1, 0.3), palette=[base, base * 0.93], grout=base * 0.6, vein=0.0).astype(np.float32)
-    return tx.plaster(rng, w, h, tpm, tx.jitter_color(rng, FACADE_COLORS[int(rng.integers(len(FACADE_COLORS)))], 0.08)).astype(np.float32)
+        return tx.tiles(
+            rng, w, h, tpm, tile_m=rng.uniform(0.1, 0.3), palette=[base, base * 0.93], grout=base * 0.6, vein=0.0
+        ).astype(np.float32)
+    return tx.plaster(
+        rng, w, h, tpm, tx.jitter_color(rng, FACADE_COLORS[int(rng.integers(len(FACADE_COLORS)))], 0.08)
+    ).astype(np.float32)
 
 
 def _window(rng, w, h, frame_rgb, lit_p=0.15):
@@ -38,7 +58,9 @@ def _window(rng, w, h, frame_rgb, lit_p=0.15):
         cw = int(w * rng.uniform(0.2, 0.5))
         img[:, :cw] = c * (1 + 0.15 * np.sin(np.arange(cw) / 2.0))[None, :, None]
     elif r < 0.3 + lit_p:  # a room seen through the glass
-        img[:] = img * 0.4 + 0.6 * tx.colorize(tx.jitter_color(rng, (190, 170, 140), 0.15), tx.noise(rng, h, w, max(3, w / 2), 3), 0.25)
+        img[:] = img * 0.4 + 0.6 * tx.colorize(
+            tx.jitter_color(rng, (190, 170, 140), 0.15), tx.noise(rng, h, w, max(3, w / 2), 3), 0.25
+        )
     f = max(1, int(0.07 * min(w, h)))
     img[:f], img[-f:], img[:, :f], img[:, -f:] = frame_rgb, frame_rgb, frame_rgb, frame_rgb
     img[:, w // 2 - f // 2 : w // 2 + (f + 1) // 2] = frame_rgb  # mullion
@@ -52,7 +74,9 @@ def facade(rng, w_m: float, h_m: float, tpm: float, street_level: bool = True, s
     sx, sy = w / w_m, h / h_m
     style = style or rng.choice(["bricks", "plaster", "plaster", "concrete", "tiles"])
     img = _base(rng, w, h, min(sx, sy), style)
-    frame = tx.jitter_color(rng, rng.choice([(240, 240, 235), (60, 50, 45), (120, 90, 60), (40, 60, 50), (170, 170, 175)]), 0.05)
+    frame = tx.jitter_color(
+        rng, rng.choice([(240, 240, 235), (60, 50, 45), (120, 90, 60), (40, 60, 50), (170, 170, 175)]), 0.05
+    )
     ground_h = rng.uniform(3.6, 4.6) if street_level else 0.0
     storey = rng.uniform(2.9, 3.6)
     spacing = rng.uniform(1.8, 3.2)
@@ -92,7 +116,12 @@ def facade(rng, w_m: float, h_m: float, tpm: float, street_level: bool = True, s
             else:
                 for k in range(int(rng.integers(1, 4))):  # posters on the wall
                     pw, ph = int(rng.uniform(0.5, 0.9) * sx), int(rng.uniform(0.7, 1.3) * sy)
-                    tx.paste(img, tx.poster(rng, max(8, pw), max(8, ph)).astype(np.float32), px0 + k * (pw + 4), h - int(rng.uniform(1.6, 2.4) * sy))
+                    tx.paste(
+                        img,
+                        tx.poster(rng, max(8, pw), max(8, ph)).astype(np.float32),
+                        px0 + k * (pw + 4),
+                        h - int(rng.uniform(1.6, 2.4) * sy),
+                    )
             if rng.random() < 0.7:  # sign band with the shop's name
                 band_col = tx.jitter_color(rng, rng.uniform(20, 235, 3), 0.1)
                 y0, y1 = h - int(3.3 * sy), h - int(2.75 * sy)
@@ -122,7 +151,9 @@ def notice_board(rng, w, h) -> np.ndarray:
     for _ in range(int(w * h / 1500) + 3):
         nw, nh = int(rng.uniform(0.12, 0.3) * w), int(rng.uniform(0.12, 0.3) * h)
         note = np.empty((max(nh, 6), max(nw, 6), 3), np.float32)
-        note[:] = tx.jitter_color(rng, rng.choice([(245, 245, 240), (250, 240, 140), (180, 220, 250), (250, 190, 200)]), 0.03)
+        note[:] = tx.jitter_color(
+            rng, rng.choice([(245, 245, 240), (250, 240, 140), (180, 220, 250), (250, 190, 200)]), 0.03
+        )
         for k in range(int(rng.integers(2, 6))):
             y = int((k + 1) * note.shape[0] / 7)
             cv2.line(note, (2, y), (int(note.shape[1] * rng.uniform(0.4, 0.95)), y), (40, 40, 60), 1, cv2.LINE_AA)
@@ -137,8 +168,13 @@ def whiteboard(rng, w, h) -> np.ndarray:
     for _ in range(int(rng.integers(3, 9))):
         col = tuple(float(c) for c in rng.choice([(30, 30, 140), (20, 20, 20), (160, 30, 30), (20, 120, 40)]))
         y = int(rng.uniform(0.1, 0.9) * h)
-        tx.put_text_fit(img, " ".join(tx.random_word(rng) for _ in range(int(rng.integers(1, 4)))),
-                        (w * rng.uniform(0.03, 0.3), y - h * 0.06, w * rng.uniform(0.3, 0.65), h * 0.1), col, font=cv2.FONT_HERSHEY_SCRIPT_SIMPLEX)
+        tx.put_text_fit(
+            img,
+            " ".join(tx.random_word(rng) for _ in range(int(rng.integers(1, 4)))),
+            (w * rng.uniform(0.03, 0.3), y - h * 0.06, w * rng.uniform(0.3, 0.65), h * 0.1),
+            col,
+            font=cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+        )
     if rng.random() < 0.7:
         pts = (np.cumsum(rng.normal(0, w / 12, (10, 2)), 0) + (w / 2, h / 2)).astype(np.int32)
         cv2.polylines(img, [pts], False, (40, 40, 160), max(1, w // 200), cv2.LINE_AA)
@@ -155,7 +191,9 @@ def room_wall(rng, w_m: float, h_m: float, tpm: float, door: bool = False) -> tu
     style = rng.choice(["plaster", "plaster", "bricks", "wallpaper", "panel"])
     col = tx.jitter_color(rng, PASTELS[int(rng.integers(len(PASTELS)))], 0.06)
     if style == "bricks":
-        img = tx.bricks(rng, w, h, s, palette=[tx.jitter_color(rng, (175, 95, 70), 0.1), tx.jitter_color(rng, (150, 80, 60), 0.1)]).astype(np.float32)
+        img = tx.bricks(
+            rng, w, h, s, palette=[tx.jitter_color(rng, (175, 95, 70), 0.1), tx.jitter_color(rng, (150, 80, 60), 0.1)]
+        ).astype(np.float32)
     else:
         img = tx.plaster(rng, w, h, s, col).astype(np.float32)
     if style == "wallpaper":
@@ -167,7 +205,9 @@ def room_wall(rng, w_m: float, h_m: float, tpm: float, door: bool = False) -> tu
         ph = int(rng.uniform(0.9, 1.3) * sy)
         img[h - ph :] = tx.wood(rng, w, ph, s).astype(np.float32)
     # Skirting board.
-    img[h - max(2, int(0.09 * sy)) :] = tx.jitter_color(rng, (235, 235, 230) if rng.random() < 0.6 else (90, 60, 40), 0.05)
+    img[h - max(2, int(0.09 * sy)) :] = tx.jitter_color(
+        rng, (235, 235, 230) if rng.random() < 0.6 else (90, 60, 40), 0.05
+    )
     occupied: list[tuple[int, int, int, int]] = []
 
     def place(iw, ih, y_range, tries=30):
@@ -222,7 +262,14 @@ def room_wall(rng, w_m: float, h_m: float, tpm: float, door: bool = False) -> tu
             cv2.circle(img, c, iw // 2, (245, 245, 240), -1, cv2.LINE_AA)
             cv2.circle(img, c, iw // 2, (30, 30, 30), max(1, iw // 25), cv2.LINE_AA)
             for a in rng.uniform(0, 2 * np.pi, 2):
-                cv2.line(img, c, (int(c[0] + 0.4 * iw * np.cos(a)), int(c[1] + 0.4 * iw * np.sin(a))), (20, 20, 20), max(1, iw // 30), cv2.LINE_AA)
+                cv2.line(
+                    img,
+                    c,
+                    (int(c[0] + 0.4 * iw * np.cos(a)), int(c[1] + 0.4 * iw * np.sin(a))),
+                    (20, 20, 20),
+                    max(1, iw // 30),
+                    cv2.LINE_AA,
+                )
         else:
             tx.paste(img, gen(rng, max(8, iw), max(8, ih)).astype(np.float32), *pos)
             # Soft drop shadow under hanging items.
@@ -239,7 +286,9 @@ def ceiling(rng, w_m, h_m, tpm) -> np.ndarray:
     w, h = tx.size_px(w_m, h_m, tpm, 2048)
     s = min(w / w_m, h / h_m)
     if rng.random() < 0.5:
-        img = tx.tiles(rng, w, h, s, tile_m=0.6, palette=[(225, 224, 218), (215, 214, 208)], grout=(170, 170, 172)).astype(np.float32)
+        img = tx.tiles(
+            rng, w, h, s, tile_m=0.6, palette=[(225, 224, 218), (215, 214, 208)], grout=(170, 170, 172)
+        ).astype(np.float32)
         img *= (1 + 0.1 * tx.grain(rng, h, w, 0.8))[..., None]
     else:
         img = tx.plaster(rng, w, h, s, (236, 234, 228)).astype(np.float32)
@@ -269,7 +318,11 @@ def drawers(rng, w_m, h_m, tpm, base=None) -> np.ndarray:
     """Cabinet front: wood or painted panel with drawer seams and handles."""
     w, h = tx.size_px(w_m, h_m, tpm, 1024)
     s = min(w / w_m, h / h_m)
-    img = (tx.wood(rng, w, h, s) if rng.random() < 0.5 else tx.plaster(rng, w, h, s, tx.jitter_color(rng, rng.uniform(60, 230, 3), 0.05))).astype(np.float32)
+    img = (
+        tx.wood(rng, w, h, s)
+        if rng.random() < 0.5
+        else tx.plaster(rng, w, h, s, tx.jitter_color(rng, rng.uniform(60, 230, 3), 0.05))
+    ).astype(np.float32)
     rows = int(rng.integers(1, 4))
     cols = max(1, int(round(w_m / 0.6)))
     for r in range(rows + 1):
@@ -279,5 +332,12 @@ def drawers(rng, w_m, h_m, tpm, base=None) -> np.ndarray:
     for r in range(rows):
         for c in range(cols):
             cx, cy = int((c + 0.5) * w / cols), int((r + 0.3) * h / rows)
-            cv2.line(img, (cx - int(0.06 * s), cy), (cx + int(0.06 * s), cy), (190, 190, 195), max(1, int(0.012 * s)), cv2.LINE_AA)
+            cv2.line(
+                img,
+                (cx - int(0.06 * s), cy),
+                (cx + int(0.06 * s), cy),
+                (190, 190, 195),
+                max(1, int(0.012 * s)),
+                cv2.LINE_AA,
+            )
     return tx.to_u8(img)

@@ -50,14 +50,14 @@ def depth_of_field(img: np.ndarray, depth: np.ndarray, focus: float, fx: float, 
 def vignette(h: int, w: int, strength: float) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r2 = ((xx - (w - 1) / 2) ** 2 + (yy - (h - 1) / 2) ** 2) / (((w - 1) / 2) ** 2 + ((h - 1) / 2) ** 2)
-    return (1 - strength * r2 ** 1.5)[..., None].astype(np.float32)
+    return (1 - strength * r2**1.5)[..., None].astype(np.float32)
 
 
 def _tone_lut(n: int = 4096, top: float = 4.0) -> np.ndarray:
     """Linear [0, top] -> 8-bit: Reinhard-style shoulder, then gamma 2.2."""
     x = np.linspace(0, top, n)
     white = 2.5
-    y = x * (1 + x / white ** 2) / (1 + x)
+    y = x * (1 + x / white**2) / (1 + x)
     return np.clip(np.round(255 * np.clip(y, 0, 1) ** (1 / 2.2)), 0, 255).astype(np.uint8)
 
 
@@ -68,7 +68,15 @@ _LUT_SCALE = (len(_LUT) - 1) / 4.0
 class Sensor:
     """Per-clip camera response: exposure, white balance, vignetting, noise, slight lens softness."""
 
-    def __init__(self, rng: np.random.Generator, h: int, w: int, noise: float = 1.0, vignetting: float | None = None, softness: float | None = None):
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        h: int,
+        w: int,
+        noise: float = 1.0,
+        vignetting: float | None = None,
+        softness: float | None = None,
+    ):
         self.vig = vignette(h, w, rng.uniform(0.1, 0.35) if vignetting is None else vignetting)
         self.wb = np.array([1.0, 1.0, 1.0], np.float32) * (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
         self.noise = noise
@@ -138,10 +146,15 @@ class Overlay:
 
     def __init__(self, rng: np.random.Generator, h: int, w: int, seconds: float):
         self.rng_seed = int(rng.integers(1 << 30))
-        self.items = rng.choice(["logo", "banner", "subtitles", "caption"], size=int(rng.integers(2, 4)), replace=False).tolist()
+        self.items = rng.choice(
+            ["logo", "banner", "subtitles", "caption"], size=int(rng.integers(2, 4)), replace=False
+        ).tolist()
         self.logo_col = tx.jitter_color(rng, rng.uniform(30, 230, 3), 0.1)
         self.banner_col = tx.jitter_color(rng, rng.uniform(20, 200, 3), 0.1)
-        self.words = [" ".join(tx.random_word(rng) for _ in range(int(rng.integers(2, 5)))).upper() for _ in range(int(seconds / 1.5) + 2)]
+        self.words = [
+            " ".join(tx.random_word(rng) for _ in range(int(rng.integers(2, 5)))).upper()
+            for _ in range(int(seconds / 1.5) + 2)
+        ]
         self.title = tx.random_word(rng, 2).upper()
         self.h, self.w = h, w
 
@@ -152,18 +165,40 @@ class Overlay:
             r = int(0.07 * h)
             c = (w - int(0.1 * w), int(0.1 * h))
             cv2.circle(img, c, r, tuple(float(x) for x in self.logo_col), -1, cv2.LINE_AA)
-            tx.put_text_fit(img, self.title[:3], (c[0] - r, c[1] - r // 2, 2 * r, r), (255, 255, 255), font=cv2.FONT_HERSHEY_DUPLEX)
+            tx.put_text_fit(
+                img, self.title[:3], (c[0] - r, c[1] - r // 2, 2 * r, r), (255, 255, 255), font=cv2.FONT_HERSHEY_DUPLEX
+            )
         if "banner" in self.items:
             y0 = int(0.78 * h)
             band = img[y0 : y0 + int(0.12 * h)].astype(np.float32)
             img[y0 : y0 + int(0.12 * h)] = (band * 0.25 + self.banner_col * 0.75).astype(np.uint8)
             scroll = int(t * 0.15 * w) % (2 * w)
-            tx.put_text_fit(img, self.words[0] + "  " + self.words[1], (w - scroll, y0, w, int(0.12 * h)), (255, 255, 255), font=cv2.FONT_HERSHEY_SIMPLEX)
+            tx.put_text_fit(
+                img,
+                self.words[0] + "  " + self.words[1],
+                (w - scroll, y0, w, int(0.12 * h)),
+                (255, 255, 255),
+                font=cv2.FONT_HERSHEY_SIMPLEX,
+            )
         if "subtitles" in self.items:
             txt = self.words[int(t / 1.5) % len(self.words)].lower()
             y0 = int(0.9 * h)
-            tx.put_text_fit(img, txt, (0.15 * w, y0, 0.7 * w, 0.07 * h), (0, 0, 0), font=cv2.FONT_HERSHEY_SIMPLEX, thickness=max(2, h // 120))
+            tx.put_text_fit(
+                img,
+                txt,
+                (0.15 * w, y0, 0.7 * w, 0.07 * h),
+                (0, 0, 0),
+                font=cv2.FONT_HERSHEY_SIMPLEX,
+                thickness=max(2, h // 120),
+            )
             tx.put_text_fit(img, txt, (0.15 * w, y0, 0.7 * w, 0.07 * h), (255, 255, 80), font=cv2.FONT_HERSHEY_SIMPLEX)
         if "caption" in self.items:
-            tx.put_text_fit(img, self.title, (0.1 * w, 0.3 * h, 0.8 * w, 0.25 * h), (255, 255, 255), font=cv2.FONT_HERSHEY_TRIPLEX, thickness=max(2, h // 60))
+            tx.put_text_fit(
+                img,
+                self.title,
+                (0.1 * w, 0.3 * h, 0.8 * w, 0.25 * h),
+                (255, 255, 255),
+                font=cv2.FONT_HERSHEY_TRIPLEX,
+                thickness=max(2, h // 60),
+            )
         return img

@@ -31,15 +31,29 @@ def backproject(cam, x, y, z):
     return np.stack([dcx[yi, xi] * z, dcy[yi, xi] * z, z])
 
 
-def sample_correspondences(depth, prim, obj, poses_w2c, cams, times, rng, max_dt: float = 2.5, per_pair: int = 48, fps: float = 12.0,
-                           rel_tol: float = 0.005) -> dict[str, np.ndarray]:
+def sample_correspondences(
+    depth,
+    prim,
+    obj,
+    poses_w2c,
+    cams,
+    times,
+    rng,
+    max_dt: float = 2.5,
+    per_pair: int = 48,
+    fps: float = 12.0,
+    rel_tol: float = 0.005,
+) -> dict[str, np.ndarray]:
     """Columns of COLUMNS for pairs (i, j), j > i, |t_j - t_i| <= max_dt.
 
     depth (N, H, W) z-depth with inf/0 for no surface; prim (N, H, W) primitive ids (-1 sky);
     obj (N, H, W) object ids (0 static); cams: per-frame CameraModel.
     """
     n, h, w = depth.shape
-    valid = [np.nonzero(((obj[k] == 0) & (prim[k] >= 0) & np.isfinite(depth[k]) & (depth[k] > 0)).ravel())[0] for k in range(n)]
+    valid = [
+        np.nonzero(((obj[k] == 0) & (prim[k] >= 0) & np.isfinite(depth[k]) & (depth[k] > 0)).ravel())[0]
+        for k in range(n)
+    ]
     cols = {c: [] for c in COLUMNS}
     for i in range(n):
         if len(valid[i]) == 0:
@@ -63,7 +77,12 @@ def sample_correspondences(depth, prim, obj, poses_w2c, cams, times, rng, max_dt
             v0 = np.clip(np.floor(v), 0, h - 2).astype(int)
             fu, fv = u - u0, v - v0
             inv = np.zeros(len(u))
-            for dy, dx, wgt in ((0, 0, (1 - fu) * (1 - fv)), (0, 1, fu * (1 - fv)), (1, 0, (1 - fu) * fv), (1, 1, fu * fv)):
+            for dy, dx, wgt in (
+                (0, 0, (1 - fu) * (1 - fv)),
+                (0, 1, fu * (1 - fv)),
+                (1, 0, (1 - fu) * fv),
+                (1, 1, fu * fv),
+            ):
                 zz = depth[j][v0 + dy, u0 + dx].astype(np.float64)
                 same = (prim[j][v0 + dy, u0 + dx] == pi) & (obj[j][v0 + dy, u0 + dx] == 0) & np.isfinite(zz) & (zz > 0)
                 ok &= same

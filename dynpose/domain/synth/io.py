@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dynpose.domain.camera import PoseResult, write_cameras_pkl, write_tum
-
 from dynpose.domain.synth.gt import COLUMNS
 from dynpose.domain.synth.variants import label
 
@@ -44,11 +43,19 @@ def write_clip(clip, out_dir: str | Path, name: str, dense: bool = True) -> dict
     gt = out_dir / name
     (gt / "masks").mkdir(parents=True, exist_ok=True)
     spec, meta = clip.spec, dict(clip.meta)
-    encode_mp4(out_dir / f"{name}.mp4", clip.frames, spec.fps, spec.crf if meta["variant"] != "low_res" else max(spec.crf, 32), spec.preset)
+    encode_mp4(
+        out_dir / f"{name}.mp4",
+        clip.frames,
+        spec.fps,
+        spec.crf if meta["variant"] != "low_res" else max(spec.crf, 32),
+        spec.preset,
+    )
     n = len(clip.timestamps)
     registered = np.ones(n, bool)
     write_tum(gt / "trajectory.tum", clip.timestamps, clip.poses_w2c, registered)
-    result = PoseResult(clip.timestamps, clip.poses_w2c, registered, clip.intrinsics_at(0), extra={"source": "synthetic"})
+    result = PoseResult(
+        clip.timestamps, clip.poses_w2c, registered, clip.intrinsics_at(0), extra={"source": "synthetic"}
+    )
     write_cameras_pkl(gt / "cameras.pkl", result)
     if not np.allclose(clip.intrinsics, clip.intrinsics[0]):
         # Zoom clips: write_cameras_pkl repeats the first frame's intrinsics; store the real ones.
@@ -70,9 +77,17 @@ def write_clip(clip, out_dir: str | Path, name: str, dense: bool = True) -> dict
         name=name,
         label_suitable=suitable,
         reason=reason,
-        intrinsics=clip.intrinsics.tolist() if not np.allclose(clip.intrinsics, clip.intrinsics[0]) else clip.intrinsics[0].tolist(),
-        files={"video": f"{name}.mp4", "trajectory": "trajectory.tum", "cameras": "cameras.pkl",
-               "depth": "depth.npz" if dense else None, "masks": "masks/%05d.png", "correspondences": "correspondences.parquet"},
+        intrinsics=clip.intrinsics.tolist()
+        if not np.allclose(clip.intrinsics, clip.intrinsics[0])
+        else clip.intrinsics[0].tolist(),
+        files={
+            "video": f"{name}.mp4",
+            "trajectory": "trajectory.tum",
+            "cameras": "cameras.pkl",
+            "depth": "depth.npz" if dense else None,
+            "masks": "masks/%05d.png",
+            "correspondences": "correspondences.parquet",
+        },
     )
     (gt / "meta.json").write_text(json.dumps(meta, indent=1, default=_json_default))
     return {

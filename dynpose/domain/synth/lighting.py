@@ -37,8 +37,16 @@ def _hemisphere(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), np.sqrt(1 - u1)], 1)
 
 
-def bake(static: list[Prim], lights: Lights, rng: np.random.Generator, tpm: float = 6.0, ao_rays: int = 10,
-         ao_dist: float = 1.2, max_texels: int = 768, tile: int = 48) -> None:
+def bake(
+    static: list[Prim],
+    lights: Lights,
+    rng: np.random.Generator,
+    tpm: float = 6.0,
+    ao_rays: int = 10,
+    ao_dist: float = 1.2,
+    max_texels: int = 768,
+    tile: int = 48,
+) -> None:
     """Attach (sun visibility, ambient occlusion) lightmaps to every planar face's Material.
 
     Faces are processed in tiles of ``tile`` x ``tile`` texels so that only the casters near a
@@ -66,7 +74,11 @@ def bake(static: list[Prim], lights: Lights, rng: np.random.Generator, tpm: floa
         prim.material = list(prim.material)  # lightmaps are per face: never share Material objects
         for f, (origin, eu, ev, su, sv, n) in enumerate(prim.face_frames()):
             mat = prim.material[f] if f < len(prim.material) else None
-            if mat is None or mat.emissive > 0 or (f == 5 and isinstance(prim, Box) and prim.center[2] - prim.half[2] < 0.05):
+            if (
+                mat is None
+                or mat.emissive > 0
+                or (f == 5 and isinstance(prim, Box) and prim.center[2] - prim.half[2] < 0.05)
+            ):
                 continue  # emissive, or the bottom of something standing on the ground
             mat = prim.material[f] = replace(mat)
             nu = int(np.clip(np.ceil(su * tpm), 2, max_texels))
@@ -82,7 +94,9 @@ def bake(static: list[Prim], lights: Lights, rng: np.random.Generator, tpm: floa
                     us = (np.arange(i0, i1) + 0.5) * su / nu
                     vs = (np.arange(j0, j1) + 0.5) * sv / nv
                     uu, vv = np.meshgrid(us, vs)
-                    pts = tuple((origin[a] + uu * eu[a] + vv * ev[a] + 0.02 * n[a]).astype(np.float32) for a in range(3))
+                    pts = tuple(
+                        (origin[a] + uu * eu[a] + vv * ev[a] + 0.02 * n[a]).astype(np.float32) for a in range(3)
+                    )
                     flo = np.array([p.min() for p in pts]) - 0.05
                     fhi = np.array([p.max() for p in pts]) + 0.05
                     sun = np.ones(uu.shape, np.float32)

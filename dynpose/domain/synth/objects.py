@@ -91,7 +91,15 @@ class Walker(DynamicObject):
 
     kind = "person"
 
-    def __init__(self, obj_id: int, rng: np.random.Generator, path: Path2D, speed: float, t0: float = 0.0, height: float | None = None):
+    def __init__(
+        self,
+        obj_id: int,
+        rng: np.random.Generator,
+        path: Path2D,
+        speed: float,
+        t0: float = 0.0,
+        height: float | None = None,
+    ):
         self.obj_id = obj_id
         self.path, self.speed, self.t0 = path, speed, t0
         self.H = float(height or rng.uniform(1.55, 1.92))
@@ -101,15 +109,32 @@ class Walker(DynamicObject):
         self.phase0 = rng.uniform(0, 2 * np.pi)
         H = self.H
         shirt = tx.fabric(_t(rng), 96, 64)
-        pants = tx.fabric(_t(rng), 64, 64, color=tx.jitter_color(_t(rng), rng.choice([(40, 50, 80), (30, 30, 30), (120, 100, 80), (70, 70, 75)]), 0.15),
-                          pattern="solid")
+        pants = tx.fabric(
+            _t(rng),
+            64,
+            64,
+            color=tx.jitter_color(
+                _t(rng), rng.choice([(40, 50, 80), (30, 30, 30), (120, 100, 80), (70, 70, 75)]), 0.15
+            ),
+            pattern="solid",
+        )
         skin_c = tx.jitter_color(_t(rng), tx.SKIN[int(rng.integers(len(tx.SKIN)))], 0.05)
         skin = tx.to_u8(tx.colorize(skin_c, tx.noise(_t(rng), 16, 32, 8, 2), 0.05))
         shoes = tx.fabric(_t(rng), 32, 16, color=tx.jitter_color(_t(rng), (40, 35, 30), 0.3), pattern="solid")
         long_sleeves = rng.random() < 0.5
         r_t, r_ua, r_fa, r_th, r_sh = 0.078 * H, 0.028 * H, 0.024 * H, 0.042 * H, 0.032 * H
-        self.r = dict(torso=r_t, ua=r_ua, fa=r_fa, th=r_th, sh=r_sh, foot=0.022 * H, head=0.064 * H, shoulders=0.052 * H, hips=0.06 * H,
-                      hand=0.026 * H)
+        self.r = dict(
+            torso=r_t,
+            ua=r_ua,
+            fa=r_fa,
+            th=r_th,
+            sh=r_sh,
+            foot=0.022 * H,
+            head=0.064 * H,
+            shoulders=0.052 * H,
+            hips=0.06 * H,
+            hand=0.026 * H,
+        )
         self.build = rng.uniform(0.9, 1.15)  # broader or slimmer people
         shirt_m = _wrapped(rng, shirt, 2 * np.pi * r_t, 96 / (0.3 * H))
         self.mat = dict(
@@ -170,10 +195,24 @@ class Walker(DynamicObject):
         hip_axis = left * math.cos(twist) + f * math.sin(twist)
         sh_axis = left * math.cos(-1.5 * twist) + f * math.sin(-1.5 * twist)
         prims.append(Capsule(pelvis + UP * 0.03 * H, chest, r["torso"] * b, ref=f, material=[m["torso"]]))
-        prims.append(Capsule(pelvis + UP * 0.02 * H - hip_axis * 0.045 * H * b, pelvis + UP * 0.02 * H + hip_axis * 0.045 * H * b,
-                             r["hips"], ref=f, material=[m["th"]]))
-        prims.append(Capsule(chest - UP * 0.03 * H - sh_axis * 0.085 * H * b, chest - UP * 0.03 * H + sh_axis * 0.085 * H * b,
-                             r["shoulders"], ref=f, material=[m["torso"]]))
+        prims.append(
+            Capsule(
+                pelvis + UP * 0.02 * H - hip_axis * 0.045 * H * b,
+                pelvis + UP * 0.02 * H + hip_axis * 0.045 * H * b,
+                r["hips"],
+                ref=f,
+                material=[m["th"]],
+            )
+        )
+        prims.append(
+            Capsule(
+                chest - UP * 0.03 * H - sh_axis * 0.085 * H * b,
+                chest - UP * 0.03 * H + sh_axis * 0.085 * H * b,
+                r["shoulders"],
+                ref=f,
+                material=[m["torso"]],
+            )
+        )
         for side, sgn in ((1.0, np.pi), (-1.0, 0.0)):
             swing = -0.8 * amp * math.sin(ph + sgn) if amp > 0 else 0.15 * math.sin(1.3 * self.phase0 + t * 2.0 + side)
             shoulder = chest + sh_axis * side * 0.13 * H * b - UP * 0.035 * H
@@ -200,7 +239,26 @@ def _rz(yaw):
 
 def car_textures(rng, tpm: float, length: float, width: float, body_h: float, cab_len: float, cab_h: float, color=None):
     """Per-face materials for the body and cabin boxes (faces: +x front, -x back, +y, -y, top, bottom)."""
-    color = color if color is not None else tx.jitter_color(_t(rng), rng.choice([(180, 20, 25), (20, 40, 120), (200, 200, 200), (30, 30, 30), (90, 90, 95), (220, 180, 30), (30, 100, 60), (240, 240, 235)]), 0.1)
+    color = (
+        color
+        if color is not None
+        else tx.jitter_color(
+            _t(rng),
+            rng.choice(
+                [
+                    (180, 20, 25),
+                    (20, 40, 120),
+                    (200, 200, 200),
+                    (30, 30, 30),
+                    (90, 90, 95),
+                    (220, 180, 30),
+                    (30, 100, 60),
+                    (240, 240, 235),
+                ]
+            ),
+            0.1,
+        )
+    )
 
     def paint(w_m, h_m):
         w, h = tx.size_px(w_m, h_m, tpm, 1024)
@@ -210,8 +268,13 @@ def car_textures(rng, tpm: float, length: float, width: float, body_h: float, ca
     side, w, h = paint(length, body_h)
     for x in (0.3, 0.55):  # door seams and handles
         cv2_line(side, (int(w * x), 0), (int(w * x), h), color * 0.5, max(1, int(0.01 * tpm)))
-        cv2_rect(side, (int(w * x) + int(0.15 * tpm), int(0.2 * h)), (int(w * x) + int(0.3 * tpm), int(0.27 * h)), color * 0.6)
-    side[int(0.85 * h):] *= 0.35  # dark sill
+        cv2_rect(
+            side,
+            (int(w * x) + int(0.15 * tpm), int(0.2 * h)),
+            (int(w * x) + int(0.3 * tpm), int(0.27 * h)),
+            color * 0.6,
+        )
+    side[int(0.85 * h) :] *= 0.35  # dark sill
     front, fw, fh = paint(width, body_h)
     cv2_rect(front, (int(0.25 * fw), int(0.4 * fh)), (int(0.75 * fw), int(0.75 * fh)), (25, 25, 28))  # grille
     for x in (0.05, 0.78):
@@ -220,7 +283,12 @@ def car_textures(rng, tpm: float, length: float, width: float, body_h: float, ca
     for x in (0.05, 0.8):
         cv2_rect(back, (int(x * bw), int(0.15 * bh)), (int((x + 0.15) * bw), int(0.4 * bh)), (180, 20, 20))
     cv2_rect(back, (int(0.35 * bw), int(0.45 * bh)), (int(0.65 * bw), int(0.65 * bh)), (235, 235, 235))
-    tx.put_text_fit(back, f"{tx.random_word(_t(rng), 1).upper()} {int(rng.integers(100, 999))}", (0.36 * bw, 0.46 * bh, 0.28 * bw, 0.18 * bh), (20, 20, 20))
+    tx.put_text_fit(
+        back,
+        f"{tx.random_word(_t(rng), 1).upper()} {int(rng.integers(100, 999))}",
+        (0.36 * bw, 0.46 * bh, 0.28 * bw, 0.18 * bh),
+        (20, 20, 20),
+    )
     top, tw, th = paint(length, width)
 
     def glass(w_m, h_m, frame_frac=0.12):
@@ -268,7 +336,17 @@ class Car(DynamicObject):
 
     kind = "car"
 
-    def __init__(self, obj_id, rng, path: Path2D, speed: float, t0: float = 0.0, tpm: float = 60.0, scale: float = 1.0, static: bool = False):
+    def __init__(
+        self,
+        obj_id,
+        rng,
+        path: Path2D,
+        speed: float,
+        t0: float = 0.0,
+        tpm: float = 60.0,
+        scale: float = 1.0,
+        static: bool = False,
+    ):
         self.obj_id = 0 if static else obj_id
         self.path, self.speed, self.t0 = path, speed, t0
         self.L = rng.uniform(3.9, 4.8) * scale
@@ -295,7 +373,9 @@ class Car(DynamicObject):
         rot = _rz(yaw)
         left = rot[:, 1]
         z0 = self.wheel_r * 0.6
-        body = Box(pos + UP * (z0 + self.body_h / 2), [self.L / 2, self.W / 2, self.body_h / 2], rot=rot, material=self.body_m)
+        body = Box(
+            pos + UP * (z0 + self.body_h / 2), [self.L / 2, self.W / 2, self.body_h / 2], rot=rot, material=self.body_m
+        )
         cab_c = pos + UP * (z0 + self.body_h + self.cab_h / 2) - f * self.L * 0.05
         cab = Box(cab_c, [self.cab_len / 2, self.W / 2 * 0.9, self.cab_h / 2], rot=rot, material=self.cab_m)
         prims: list[Prim] = [body, cab]
@@ -304,7 +384,9 @@ class Car(DynamicObject):
         for fx in (1, -1):
             for sy in (1, -1):
                 c = pos + f * fx * (self.L / 2 - 0.75) + left * sy * (self.W / 2 - 0.12) + UP * self.wheel_r
-                prims.append(Capsule(c - left * 0.11, c + left * 0.11, self.wheel_r, ref=ref, flat=True, material=[self.wheel_m]))
+                prims.append(
+                    Capsule(c - left * 0.11, c + left * 0.11, self.wheel_r, ref=ref, flat=True, material=[self.wheel_m])
+                )
         return self._tag(prims)
 
 
@@ -322,9 +404,12 @@ class Ball(DynamicObject):
         self.period = 2 * math.sqrt(2 * self.bounce_h / 9.81)
         self.height = 2 * self.r + self.bounce_h
         w, h = 128, 64
-        c1, c2 = tx.jitter_color(_t(rng), rng.uniform(20, 240, 3), 0.1), tx.jitter_color(_t(rng), rng.uniform(20, 240, 3), 0.1)
+        c1, c2 = (
+            tx.jitter_color(_t(rng), rng.uniform(20, 240, 3), 0.1),
+            tx.jitter_color(_t(rng), rng.uniform(20, 240, 3), 0.1),
+        )
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        pattern = (np.sin(xx / w * 2 * np.pi * rng.integers(2, 6)) * np.sin(yy / h * np.pi * rng.integers(2, 5)) > 0)
+        pattern = np.sin(xx / w * 2 * np.pi * rng.integers(2, 6)) * np.sin(yy / h * np.pi * rng.integers(2, 5)) > 0
         img = np.where(pattern[..., None], c1, c2) * (1 + 0.05 * tx.grain(_t(rng), h, w))[..., None]
         tx.put_text_fit(img, tx.random_word(_t(rng), 2).upper(), (w * 0.3, h * 0.35, w * 0.4, h * 0.3), (250, 250, 250))
         self.mat = Material.wrapped(Texture(tx.to_u8(img)), 2 * np.pi * self.r, shininess=0.6)
@@ -352,7 +437,9 @@ class MovingBox(DynamicObject):
 
     kind = "box"
 
-    def __init__(self, obj_id, rng, path: Path2D, speed: float, t0=0.0, tpm=80.0, floating: bool | None = None, size=None):
+    def __init__(
+        self, obj_id, rng, path: Path2D, speed: float, t0=0.0, tpm=80.0, floating: bool | None = None, size=None
+    ):
         self.obj_id = obj_id
         self.path, self.speed, self.t0 = path, speed, t0
         self.half = np.asarray(size if size is not None else rng.uniform([0.2, 0.2, 0.15], [0.6, 0.45, 0.5]), float)
@@ -364,7 +451,11 @@ class MovingBox(DynamicObject):
         mats = []
         for f in range(6):
             a = [1, 1, 0, 0, 0, 0][f]
-            w_m, h_m = (2 * self.half[1], 2 * self.half[2]) if a else (2 * self.half[0], 2 * self.half[2] if f < 4 else 2 * self.half[1])
+            w_m, h_m = (
+                (2 * self.half[1], 2 * self.half[2])
+                if a
+                else (2 * self.half[0], 2 * self.half[2] if f < 4 else 2 * self.half[1])
+            )
             w, h = tx.size_px(w_m, h_m, tpm, 512)
             img = tx.cardboard(_t(rng), w, h, tpm) if rng.random() < 0.6 else tx.poster(_t(rng), w, h)
             mats.append(Material.metric(Texture(img), tpm))
@@ -404,7 +495,7 @@ class Follower(DynamicObject):
         self.lat = SmoothNoise1(rng, 0.1, 0.5)
         self.lat_amp = rng.uniform(0.0, 0.15) * half_w
         mats = []
-        for f in range(6):
+        for _f in range(6):
             w, h = tx.size_px(2 * half_w, 2 * half_h, tpm, 1024)
             img = tx.poster(_t(rng), w, h) if rng.random() < 0.5 else car_side_panel(rng, w, h)
             mats.append(Material.metric(Texture(img), w / (2 * half_w)))
@@ -440,7 +531,12 @@ def car_side_panel(rng, w, h):
     """Side of a truck/bus: paint, a big advert, rivets and dirt."""
     img = tx.colorize(tx.jitter_color(_t(rng), rng.uniform(30, 230, 3), 0.1), tx.noise(_t(rng), h, w, w / 6, 4), 0.08)
     pw, ph = int(w * rng.uniform(0.4, 0.8)), int(h * rng.uniform(0.3, 0.6))
-    tx.paste(img, tx.poster(_t(rng), pw, ph).astype(np.float32), int(rng.integers(0, max(1, w - pw))), int(rng.integers(0, max(1, h - ph))))
+    tx.paste(
+        img,
+        tx.poster(_t(rng), pw, ph).astype(np.float32),
+        int(rng.integers(0, max(1, w - pw))),
+        int(rng.integers(0, max(1, h - ph))),
+    )
     for x in range(0, w, max(8, w // 20)):
         img[:, x : x + 1] *= 0.8
     return tx.to_u8(tx.dirt(_t(rng), img, 0.2, w / 4))

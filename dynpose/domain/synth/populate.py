@@ -63,7 +63,11 @@ def propose_object(kind, obj_id, rng, scene, path, duration, hfov, tq, dist_rang
         direction = np.array([math.cos(yaw), math.sin(yaw)])
         if kind != "car":  # stay on the near side of walls and furniture along the view ray
             steps = np.arange(lo, hi + 1e-6, 0.2)
-            ok = scene.free(c[:2] + steps[:, None] * direction, 0.3, area=scene.walk_areas[0] if len(scene.walk_areas) == 1 else None)
+            ok = scene.free(
+                c[:2] + steps[:, None] * direction,
+                0.3,
+                area=scene.walk_areas[0] if len(scene.walk_areas) == 1 else None,
+            )
             if not ok.any():
                 continue
             first_bad = np.nonzero(~ok)[0]
@@ -121,8 +125,15 @@ def _valid(obj: DynamicObject, scene, path, duration, kind) -> bool:
 
 def coverage(scene, path, objects, cam: CameraModel, times, scale: int = 8, focal_scale=None):
     """Fraction of each frame covered by moving objects, from a low-resolution visibility pass."""
-    small = CameraModel(cam.fx / scale, cam.fy / scale, (cam.width / scale - 1) / 2, (cam.height / scale - 1) / 2,
-                        max(8, cam.width // scale), max(6, cam.height // scale), cam.xi)
+    small = CameraModel(
+        cam.fx / scale,
+        cam.fy / scale,
+        (cam.width / scale - 1) / 2,
+        (cam.height / scale - 1) / 2,
+        max(8, cam.width // scale),
+        max(6, cam.height // scale),
+        cam.xi,
+    )
     r = Renderer(scene)
     n_static = len(scene.static)
     out = []
@@ -135,8 +146,20 @@ def coverage(scene, path, objects, cam: CameraModel, times, scale: int = 8, foca
     return np.array(out)
 
 
-def populate(rng, scene, path, duration, n_objects, cam: CameraModel, tq, max_coverage=0.6, kinds=None, attempts=5, focal_scale=None,
-             min_mean: float = 0.0):
+def populate(
+    rng,
+    scene,
+    path,
+    duration,
+    n_objects,
+    cam: CameraModel,
+    tq,
+    max_coverage=0.6,
+    kinds=None,
+    attempts=5,
+    focal_scale=None,
+    min_mean: float = 0.0,
+):
     """Objects for a clip with max coverage under ``max_coverage`` and mean coverage at least
     ``min_mean`` when possible (else the best of a few draws)."""
     if n_objects <= 0:
@@ -146,9 +169,9 @@ def populate(rng, scene, path, duration, n_objects, cam: CameraModel, tq, max_co
     names, p = list(weights), np.array(list(weights.values()), float)
     times = np.linspace(0, duration, max(6, int(duration * 3)))
     best, best_cov, best_score = [], np.zeros(len(times)), -1e9
-    for attempt in range(attempts):
+    for _attempt in range(attempts):
         objs = []
-        for k in range(n_objects):
+        for _k in range(n_objects):
             kind = names[int(rng.choice(len(names), p=p / p.sum()))]
             o = propose_object(kind, len(objs) + 1, rng, scene, path, duration, hfov, tq)
             if o is not None:
@@ -207,12 +230,12 @@ def long_lens_shot(rng, scene, duration, dist_range, shake: float = 1.0):
         jit = [SmoothNoise(rng, 0.2, 2.0) for _ in range(2)]
         amp = 0.0015 * shake  # radians: a long lens magnifies the smallest hand tremor
 
-        def forward(t, w=walker):
+        def forward(t, w=walker, eye=eye, amp=amp, jit=jit):
             f = w.center(t) + UPV * 0.2 * w.height - eye
             f = f / np.linalg.norm(f)
             side = np.cross(f, UPV)
             side /= max(np.linalg.norm(side), 1e-9)
             return f + amp * jit[0](t) * side + amp * jit[1](t) * UPV
 
-        return CameraPath("tripod", lambda t: eye, forward, params={"subject_distance": float(dist)}), walker
+        return CameraPath("tripod", lambda t, e=eye: e, forward, params={"subject_distance": float(dist)}), walker
     return None

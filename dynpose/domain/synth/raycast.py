@@ -57,6 +57,7 @@ class Rays:
 
     def sub(self, sl) -> "Rays":
         """Rays of a slice/index of the batch (origins shared when scalar)."""
+
         def cut(c):
             return c if np.ndim(c) == 0 else c[sl]
 
@@ -198,7 +199,9 @@ class Box(Prim):
                 # Turned by multiples of 90 degrees (furniture along walls): local ray directions
                 # are signed copies of the world ones, so the frame's 1/d can be reused.
                 r = np.round(self.rot)
-                self.perm = [(int(np.argmax(np.abs(r[:, a]))), float(r[np.argmax(np.abs(r[:, a])), a])) for a in range(3)]
+                self.perm = [
+                    (int(np.argmax(np.abs(r[:, a]))), float(r[np.argmax(np.abs(r[:, a])), a])) for a in range(3)
+                ]
 
     def _local_rays(self, rays: Rays):
         c = self.center
@@ -241,8 +244,11 @@ class Box(Prim):
         if self.rot is None:
             return x, y, z
         r = self.rot
-        return (r[0, 0] * x + r[1, 0] * y + r[2, 0] * z, r[0, 1] * x + r[1, 1] * y + r[2, 1] * z,
-                r[0, 2] * x + r[1, 2] * y + r[2, 2] * z)
+        return (
+            r[0, 0] * x + r[1, 0] * y + r[2, 0] * z,
+            r[0, 1] * x + r[1, 1] * y + r[2, 1] * z,
+            r[0, 2] * x + r[1, 2] * y + r[2, 2] * z,
+        )
 
     def surface(self, px, py, pz):
         lx, ly, lz = self.to_local(px, py, pz)
@@ -255,7 +261,10 @@ class Box(Prim):
     def face_frames(self):
         """Per face: (origin, eu, ev, size_u, size_v, normal) in world, p = origin + u*eu + v*ev."""
         r = np.eye(3) if self.rot is None else self.rot
-        return [tuple([self.center + r @ fr[0], r @ fr[1], r @ fr[2], fr[3], fr[4], r @ fr[5]]) for fr in _box_frames(self.half)]
+        return [
+            tuple([self.center + r @ fr[0], r @ fr[1], r @ fr[2], fr[3], fr[4], r @ fr[5]])
+            for fr in _box_frames(self.half)
+        ]
 
     def moved(self, p, other: "Box"):
         ra = np.eye(3) if self.rot is None else self.rot
@@ -447,7 +456,9 @@ class Capsule(Prim):
     def __post_init__(self):
         self.a = np.asarray(self.a, np.float64)
         self.b = np.asarray(self.b, np.float64)
-        self.axis, self.e1, self.e2 = _perp_frame(self.b - self.a, None if self.ref is None else np.asarray(self.ref, float))
+        self.axis, self.e1, self.e2 = _perp_frame(
+            self.b - self.a, None if self.ref is None else np.asarray(self.ref, float)
+        )
         self.length = float(np.linalg.norm(self.b - self.a))
 
     def intersect(self, rays: Rays):
@@ -469,7 +480,7 @@ class Capsule(Prim):
         body = (h > 0) & (y > 0) & (y < baba) & (t > NEAR)
         t = np.where(body, t, INF).astype(np.float32)
         if self.flat:
-            for c, s in ((self.a, -1.0), (self.b, 1.0)):
+            for c, _s in ((self.a, -1.0), (self.b, 1.0)):
                 dn = bard
                 with np.errstate(divide="ignore", invalid="ignore"):
                     tc = (float(np.dot(c, ba)) - _dot(rays.o, ba)) / dn

@@ -16,11 +16,9 @@ import math
 import time
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from dynpose.domain.camera import Intrinsics
-
 from dynpose.domain.synth.raycast import INF, Box, Prim, Rays, Room
 from dynpose.domain.synth.textures import sample_bilinear
 
@@ -59,14 +57,18 @@ class CameraModel:
             out = (mx.astype(np.float32), my.astype(np.float32), np.ones_like(mx, np.float32), valid)
         else:
             r2 = mx * mx + my * my
-            disc = 1 + (1 - self.xi ** 2) * r2
+            disc = 1 + (1 - self.xi**2) * r2
             with np.errstate(invalid="ignore"):
                 fac = (self.xi + np.sqrt(np.maximum(disc, 0))) / (r2 + 1)
             z = fac - self.xi
             valid = (disc >= 0) & (z > 0.02 * fac)  # keep rays in front of the camera
             zs = np.where(valid, z, 1.0)
-            out = (np.where(valid, fac * mx / zs, 0).astype(np.float32), np.where(valid, fac * my / zs, 0).astype(np.float32),
-                   np.ones_like(mx, np.float32), valid)
+            out = (
+                np.where(valid, fac * mx / zs, 0).astype(np.float32),
+                np.where(valid, fac * my / zs, 0).astype(np.float32),
+                np.ones_like(mx, np.float32),
+                valid,
+            )
         if len(_RAY_CACHE) > 64:
             _RAY_CACHE.clear()
         _RAY_CACHE[key] = out
@@ -105,7 +107,9 @@ class Renderer:
         self.scene = scene
         self.static = scene.static
         self.static_bounds = [p.bounds() for p in self.static]
-        self.always_full = [isinstance(p, Room) or not np.all(np.isfinite(b[0])) for p, b in zip(self.static, self.static_bounds)]
+        self.always_full = [
+            isinstance(p, Room) or not np.all(np.isfinite(b[0])) for p, b in zip(self.static, self.static_bounds)
+        ]
         self.timings: dict[str, float] = {}  # seconds spent per stage, accumulated over frames
         # Static shadow casters projected along the sun direction: a caster can only shade an
         # object if their footprints on a plane perpendicular to the sun overlap.
@@ -154,7 +158,9 @@ class Renderer:
             # (Clipped polytope vertices -> sample all pairs; few points, a few pixels of margin.)
             s = np.linspace(0, 1, 7)[:, None, None]
             pts = (xc[None, :, :] * (1 - s) + xc[None, [0], :] * s).reshape(-1, 3)
-            pts = np.concatenate([pts] + [(xc[None, :, :] * (1 - s) + xc[None, [k], :] * s).reshape(-1, 3) for k in range(1, len(xc))])
+            pts = np.concatenate(
+                [pts] + [(xc[None, :, :] * (1 - s) + xc[None, [k], :] * s).reshape(-1, 3) for k in range(1, len(xc))]
+            )
             u, v, _ = cam.project(pts.T)
             pad = 3
         else:
@@ -194,7 +200,9 @@ class Renderer:
             if full[i] or not finite[i] or cam.xi:
                 out.append(self._rect(bounds[i], rot, center, cam, full[i] or not finite[i]))
             elif ahead[i]:
-                out.append((int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i])) if x0[i] < x1[i] and y0[i] < y1[i] else None)
+                out.append(
+                    (int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i])) if x0[i] < x1[i] and y0[i] < y1[i] else None
+                )
             else:
                 out.append(self._rect(bounds[i], rot, center, cam, False))
         return out
@@ -228,7 +236,9 @@ class Renderer:
         return depth, pid, rays, prims
 
     # ------------------------------------------------------------------ shading
-    def render(self, cam: CameraModel, pose, dyn: list[Prim], blur=None, flat: bool = False, shadows: bool = True) -> Frame:
+    def render(
+        self, cam: CameraModel, pose, dyn: list[Prim], blur=None, flat: bool = False, shadows: bool = True
+    ) -> Frame:
         """Render one frame. ``pose`` = (rot c2w, centre). ``blur`` = (cam, pose, dyn) at the start
         and at the end of the shutter interval, for motion vectors.
 
@@ -304,7 +314,7 @@ class Renderer:
                     hx, hy, hz = L[0] - gxs / dl, L[1] - gys / dl, L[2] - gzs / dl
                     hn = np.sqrt(hx * hx + hy * hy + hz * hz) + 1e-6
                     nh = np.maximum((n[0][sub] * hx + n[1][sub] * hy + n[2][sub] * hz) / hn, 0)
-                    spec[sl][sub] = m.shininess * nh ** 24 * 0.5
+                    spec[sl][sub] = m.shininess * nh**24 * 0.5
             if prim.obj_id:
                 obj[sl] = prim.obj_id
             if blur is not None and i >= n_static:
@@ -319,7 +329,9 @@ class Renderer:
             self._dynamic_shadows(cam, rot, center, dyn, n_static, flat_pid, depth, rays, ndl, rank, L)
         t0 = self._tick("shadows", t0)
         w = (0.5 + 0.5 * nz)[:, None]
-        light = (lights.sky_rgb.astype(np.float32)[None] * w + lights.ground_rgb.astype(np.float32)[None] * (1 - w)) * ao[:, None]
+        light = (
+            lights.sky_rgb.astype(np.float32)[None] * w + lights.ground_rgb.astype(np.float32)[None] * (1 - w)
+        ) * ao[:, None]
         light += ndl[:, None] * lights.sun_rgb.astype(np.float32)[None]
         if emis.any():
             em = emis > 0
@@ -330,7 +342,9 @@ class Renderer:
         n_sky = int(starts[2] - starts[1])
         if n_sky and self.scene.sky is not None:
             sk = slice(int(starts[1]), first)
-            lin_s[sk] = self._sky(self.scene.sky, (dx[sk], dy[sk], dz[sk])) * SKY_GAIN * float(np.mean(lights.sky_rgb) / 0.6)
+            lin_s[sk] = (
+                self._sky(self.scene.sky, (dx[sk], dy[sk], dz[sk])) * SKY_GAIN * float(np.mean(lights.sky_rgb) / 0.6)
+            )
         linear = np.empty((n_pix, 3), np.float32)
         linear[order] = lin_s
         obj_px = np.empty(n_pix, np.uint16)
@@ -347,7 +361,15 @@ class Renderer:
             shade[order] = light.mean(1)
             albedo, shade = albedo.reshape(H, W, 3), shade.reshape(H, W)
         self._tick("compose", t0)
-        return Frame(linear.reshape(H, W, 3), depth, pid, obj_px.reshape(H, W), None if motion is None else motion.reshape(2, H, W), albedo, shade)
+        return Frame(
+            linear.reshape(H, W, 3),
+            depth,
+            pid,
+            obj_px.reshape(H, W),
+            None if motion is None else motion.reshape(2, H, W),
+            albedo,
+            shade,
+        )
 
     def _sky(self, sky, d):
         dx, dy, dz = d
@@ -365,7 +387,7 @@ class Renderer:
         for j, p in enumerate(dyn):
             by_obj.setdefault(p.obj_id, []).append(j)
         tflat = depth.ravel()
-        for oid, js in by_obj.items():
+        for _oid, js in by_obj.items():
             ps = [dyn[j] for j in js]
             own_ids = [n_static + j for j in js]
             lo = np.min([p.bounds()[0] for p in ps], 0)
@@ -395,8 +417,11 @@ class Renderer:
                         ndl[rank[cand[hit]]] = 0.0
             # (b) this object's own pixels in the shadow of static casters near its sun ray.
             qlo, qhi = self._sun_footprint(lo, hi)
-            casters = [p for p, (clo, chi) in self.casters
-                       if clo[0] <= qhi[0] and qlo[0] <= chi[0] and clo[1] <= qhi[1] and qlo[1] <= chi[1] and chi[2] > qlo[2]]
+            casters = [
+                p
+                for p, (clo, chi) in self.casters
+                if clo[0] <= qhi[0] and qlo[0] <= chi[0] and clo[1] <= qhi[1] and qlo[1] <= chi[1] and chi[2] > qlo[2]
+            ]
             if not casters:
                 continue
             rect = self._rect((lo, hi), rot, center, cam, False)
@@ -437,8 +462,22 @@ class Renderer:
             return np.stack([np.where(ok, u1 - u0, 0), np.where(ok, v1 - v0, 0)]).astype(np.float32)
 
 
-_TOON = np.array([[0.9, 0.3, 0.2], [0.95, 0.75, 0.2], [0.3, 0.7, 0.3], [0.25, 0.45, 0.85], [0.7, 0.35, 0.75], [0.95, 0.55, 0.6],
-                  [0.4, 0.8, 0.8], [0.85, 0.85, 0.8]], np.float32) ** 2.2
+_TOON = (
+    np.array(
+        [
+            [0.9, 0.3, 0.2],
+            [0.95, 0.75, 0.2],
+            [0.3, 0.7, 0.3],
+            [0.25, 0.45, 0.85],
+            [0.7, 0.35, 0.75],
+            [0.95, 0.55, 0.6],
+            [0.4, 0.8, 0.8],
+            [0.85, 0.85, 0.8],
+        ],
+        np.float32,
+    )
+    ** 2.2
+)
 
 
 def _cartoon_color(mean_linear: np.ndarray) -> np.ndarray:

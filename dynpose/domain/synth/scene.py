@@ -45,7 +45,12 @@ class Scene:
         x0, y0, x1, y1 = area or self.area
         ok = (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1)
         for ox0, oy0, ox1, oy1 in self.obstacles:
-            inside = (xy[:, 0] > ox0 - margin) & (xy[:, 0] < ox1 + margin) & (xy[:, 1] > oy0 - margin) & (xy[:, 1] < oy1 + margin)
+            inside = (
+                (xy[:, 0] > ox0 - margin)
+                & (xy[:, 0] < ox1 + margin)
+                & (xy[:, 1] > oy0 - margin)
+                & (xy[:, 1] < oy1 + margin)
+            )
             ok &= ~inside
         return ok
 
@@ -76,7 +81,10 @@ def box_materials(rng, half, tpm, gen, shared: bool = False) -> list[Material]:
         big = max(max(s) for s in sizes)
         w, h = tx.size_px(big, big, tpm, 1024)
         tex = Texture(gen(_t(rng), w, h, w / big))
-        return [Material(tex, tex.w / big, tex.h / big, rng.uniform(0, tex.w), rng.uniform(0, tex.h), density=tex.w / big) for _ in range(6)]
+        return [
+            Material(tex, tex.w / big, tex.h / big, rng.uniform(0, tex.w), rng.uniform(0, tex.h), density=tex.w / big)
+            for _ in range(6)
+        ]
     out = []
     for w_m, h_m in sizes:
         w, h = tx.size_px(w_m, h_m, tpm, 1536)
@@ -87,6 +95,7 @@ def box_materials(rng, half, tpm, gen, shared: bool = False) -> list[Material]:
 def _plain(color, amount=0.1):
     def gen(rng, w, h, tpm):
         return tx.plaster(_t(rng), w, h, tpm, tx.jitter_color(_t(rng), color, amount))
+
     return gen
 
 
@@ -97,6 +106,7 @@ def _wood_gen(rng, w, h, tpm):
 def _metal_gen(color=(90, 95, 100)):
     def gen(rng, w, h, tpm):
         return tx.metal(_t(rng), w, h, color)
+
     return gen
 
 
@@ -138,7 +148,9 @@ def shelf(rng, tq, width):
     half = [width / 2, d / 2, h / 2]
     mats = box_materials(rng, half, 90 * tq, _wood_gen, shared=True)
     w, hh = tx.size_px(width, h, 200 * tq, 2048)
-    mats[2] = _mat(tx.books(_t(rng), w, hh, min(w / width, hh / h), shelves=max(3, int(h / 0.38))), width, h)  # front faces the room (+y)
+    mats[2] = _mat(
+        tx.books(_t(rng), w, hh, min(w / width, hh / h), shelves=max(3, int(h / 0.38))), width, h
+    )  # front faces the room (+y)
     return [((0, d / 2, h / 2), half)], [mats]
 
 
@@ -156,7 +168,11 @@ def cabinet(rng, tq, width):
         if x + sw > width / 2:
             break
         hh = [sw / 2, sd / 2, sh / 2]
-        gen = (lambda r, w_, h_, t_: tx.poster(r, w_, h_)) if rng.random() < 0.5 else (lambda r, w_, h_, t_: tx.cardboard(r, w_, h_, t_))
+        gen = (
+            (lambda r, w_, h_, t_: tx.poster(r, w_, h_))
+            if rng.random() < 0.5
+            else (lambda r, w_, h_, t_: tx.cardboard(r, w_, h_, t_))
+        )
         boxes.append(((x + sw / 2, d / 2, h + sh / 2), hh))
         all_mats.append(box_materials(rng, hh, 250 * tq, gen, shared=True))
         x += sw + rng.uniform(0.05, 0.3)
@@ -174,7 +190,12 @@ def sofa(rng, tq, width):
     back = [width / 2, 0.1, 0.22]
     arm = [0.1, d / 2, 0.12]
     m = box_materials(rng, base, 90 * tq, gen, shared=True)
-    boxes = [((0, d / 2, 0.22), base), ((0, 0.1, 0.66), back), ((-width / 2 + 0.1, d / 2, 0.56), arm), ((width / 2 - 0.1, d / 2, 0.56), arm)]
+    boxes = [
+        ((0, d / 2, 0.22), base),
+        ((0, 0.1, 0.66), back),
+        ((-width / 2 + 0.1, d / 2, 0.56), arm),
+        ((width / 2 - 0.1, d / 2, 0.56), arm),
+    ]
     return boxes, [m, m, m, m]
 
 
@@ -212,7 +233,9 @@ def stacked_boxes(rng, tq, width):
         for _ in range(int(rng.integers(1, 4))):
             hh = [s / 2, s / 2 * rng.uniform(0.8, 1.0), s / 2 * rng.uniform(0.6, 1.0)]
             boxes.append(((x + s / 2 + rng.uniform(-0.03, 0.03), 0.35, z + hh[2]), hh))
-            mats.append(box_materials(rng, hh, 160 * tq, lambda r, w_, h_, t_: tx.cardboard(r, w_, h_, t_), shared=True))
+            mats.append(
+                box_materials(rng, hh, 160 * tq, lambda r, w_, h_, t_: tx.cardboard(r, w_, h_, t_), shared=True)
+            )
             z += 2 * hh[2]
             s *= rng.uniform(0.8, 1.0)
         x += s + 0.05
@@ -224,9 +247,11 @@ def plant(rng, tq, xy, scale=1.0):
     pot_m = _round_mat(rng, tx.plaster(_t(rng), 64, 32, 64, tx.jitter_color(_t(rng), (170, 90, 60), 0.2)), r_pot, h_pot)
     leaf_m = Material.wrapped(Texture(tx.leaves(_t(rng), 256, 128)), 2 * np.pi * 0.4 * scale)
     x, y = xy
-    prims = [_cylinder([x, y, 0], [x, y, h_pot], r_pot, pot_m),
-             Sphere([x, y, h_pot + 0.35 * scale], 0.4 * scale, material=[leaf_m]),
-             Sphere([x + 0.15 * scale, y - 0.1 * scale, h_pot + 0.7 * scale], 0.28 * scale, material=[leaf_m])]
+    prims = [
+        _cylinder([x, y, 0], [x, y, h_pot], r_pot, pot_m),
+        Sphere([x, y, h_pot + 0.35 * scale], 0.4 * scale, material=[leaf_m]),
+        Sphere([x + 0.15 * scale, y - 0.1 * scale, h_pot + 0.7 * scale], 0.28 * scale, material=[leaf_m]),
+    ]
     return prims
 
 
@@ -258,7 +283,9 @@ def table_with_chairs(rng, tq, center, yaw):
     # Items on the table.
     for _ in range(int(rng.integers(1, 5))):
         hh = [rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.15), rng.uniform(0.01, 0.12)]
-        boxes.append(((rng.uniform(-w / 2 + 0.25, w / 2 - 0.25), rng.uniform(-d / 2 + 0.2, d / 2 - 0.2), h + hh[2]), hh))
+        boxes.append(
+            ((rng.uniform(-w / 2 + 0.25, w / 2 - 0.25), rng.uniform(-d / 2 + 0.2, d / 2 - 0.2), h + hh[2]), hh)
+        )
         mats.append(box_materials(rng, hh, 300 * tq, lambda r, w_, h_, t_: tx.poster(r, w_, h_), shared=True))
     return _place(center, yaw, boxes, mats)
 
@@ -290,8 +317,14 @@ def _outdoor_lights(rng, overcast) -> Lights:
     )
 
 
-FLOOR_TILES = [((205, 195, 175), (160, 140, 115)), ((225, 225, 220), (120, 120, 125)), ((190, 110, 80), (170, 100, 75)),
-               ((235, 235, 230), (40, 40, 45)), ((150, 160, 170), (200, 205, 210)), ((185, 175, 150), (185, 175, 150))]
+FLOOR_TILES = [
+    ((205, 195, 175), (160, 140, 115)),
+    ((225, 225, 220), (120, 120, 125)),
+    ((190, 110, 80), (170, 100, 75)),
+    ((235, 235, 230), (40, 40, 45)),
+    ((150, 160, 170), (200, 205, 210)),
+    ((185, 175, 150), (185, 175, 150)),
+]
 
 
 def build_room(rng: np.random.Generator, tq: float = 1.0) -> Scene:
@@ -300,17 +333,26 @@ def build_room(rng: np.random.Generator, tq: float = 1.0) -> Scene:
     ft = 170 * tq
     fw, fh = tx.size_px(W, D, ft, 3072)
     fs = min(fw / W, fh / D)
-    floor_img = {"wood": lambda: tx.wood(_t(rng), fw, fh, fs),
-                 "tiles": lambda: tx.tiles(_t(rng), fw, fh, fs, tile_m=rng.uniform(0.3, 0.6), checker=rng.random() < 0.3,
-                                           palette=list(FLOOR_TILES[int(rng.integers(len(FLOOR_TILES)))])),
-                 "carpet": lambda: tx.carpet(_t(rng), fw, fh, fs),
-                 "concrete": lambda: tx.concrete(_t(rng), fw, fh, fs),
-                 "pavers": lambda: tx.pavers(_t(rng), fw, fh, fs)}[floor_kind]()
+    floor_img = {
+        "wood": lambda: tx.wood(_t(rng), fw, fh, fs),
+        "tiles": lambda: tx.tiles(
+            _t(rng),
+            fw,
+            fh,
+            fs,
+            tile_m=rng.uniform(0.3, 0.6),
+            checker=rng.random() < 0.3,
+            palette=list(FLOOR_TILES[int(rng.integers(len(FLOOR_TILES)))]),
+        ),
+        "carpet": lambda: tx.carpet(_t(rng), fw, fh, fs),
+        "concrete": lambda: tx.concrete(_t(rng), fw, fh, fs),
+        "pavers": lambda: tx.pavers(_t(rng), fw, fh, fs),
+    }[floor_kind]()
     wt = 190 * tq
     walls, windows = [], []
     door_wall = int(rng.integers(4))
     wall_rngs = [_t(rng) for _ in range(4)]  # windows depend on the wall texture: keep them off the geometry stream
-    for f, (w_m, h_m) in enumerate([(D, H), (D, H), (W, H), (W, H)]):
+    for f, (w_m, _h_m) in enumerate([(D, H), (D, H), (W, H), (W, H)]):
         img, win = decor.room_wall(wall_rngs[f], w_m, H, wt, door=(f == door_wall))
         walls.append(_mat(img, w_m, H))
         windows.append(win)
@@ -320,20 +362,38 @@ def build_room(rng: np.random.Generator, tq: float = 1.0) -> Scene:
     frames = room.face_frames()
     for f in range(4):  # emissive window panes just inside the walls
         o, eu, ev, su, sv, n = frames[f]
-        for (u0, v0, u1, v1) in windows[f]:
+        for u0, v0, u1, v1 in windows[f]:
             c = o + (u0 + u1) / 2 * eu + (v0 + v1) / 2 * ev + 0.01 * n
             w_px, h_px = tx.size_px(u1 - u0, v1 - v0, 100 * tq, 512)
             img = decor.window_view(wall_rngs[f], w_px, h_px)
-            static.append(Quad(c, eu, ev, ((u1 - u0) / 2, (v1 - v0) / 2), material=[_mat(img, u1 - u0, v1 - v0, emissive=1.6)], casts_shadow=False))
+            static.append(
+                Quad(
+                    c,
+                    eu,
+                    ev,
+                    ((u1 - u0) / 2, (v1 - v0) / 2),
+                    material=[_mat(img, u1 - u0, v1 - v0, emissive=1.6)],
+                    casts_shadow=False,
+                )
+            )
     # Ceiling lights.
     for x in np.arange(W / 4, W, W / 2 if W < 10 else W / 3):
         for y in np.arange(D / 4, D, D / 2):
             img = np.full((16, 16, 3), 250, np.uint8)
-            static.append(Quad([x, y, H - 0.01], [1, 0, 0], [0, -1, 0], (0.3, 0.3), material=[_mat(img, 0.6, 0.6, emissive=2.2)], casts_shadow=False))
+            static.append(
+                Quad(
+                    [x, y, H - 0.01],
+                    [1, 0, 0],
+                    [0, -1, 0],
+                    (0.3, 0.3),
+                    material=[_mat(img, 0.6, 0.6, emissive=2.2)],
+                    casts_shadow=False,
+                )
+            )
     obstacles = []
     # Furniture along the walls (x along the wall, y into the room).
     wall_specs = [((W, 0), np.pi / 2, D), ((0, D), -np.pi / 2, D), ((W, D), np.pi, W), ((0, 0), 0.0, W)]
-    for f, (origin, yaw, length) in enumerate(wall_specs):
+    for origin, yaw, length in wall_specs:
         rot = _rot_about_z(yaw)
         along = rot[:, 0]
         pos = rng.uniform(0.2, 0.8)
@@ -344,13 +404,17 @@ def build_room(rng: np.random.Generator, tq: float = 1.0) -> Scene:
             if rng.random() < 0.25:
                 pos += width
                 continue
-            kind = rng.choice(["shelf", "cabinet", "sofa", "desk", "boxes", "plant"], p=[0.25, 0.2, 0.15, 0.15, 0.15, 0.1])
+            kind = rng.choice(
+                ["shelf", "cabinet", "sofa", "desk", "boxes", "plant"], p=[0.25, 0.2, 0.15, 0.15, 0.15, 0.1]
+            )
             c = np.array(origin, float) + along[:2] * (pos + width / 2)
             if kind == "plant":
                 inward = rot[:2, 1]
                 prims = plant(rng, tq, c + inward * 0.35, scale=rng.uniform(0.8, 1.4))
             else:
-                boxes, mats = {"shelf": shelf, "cabinet": cabinet, "sofa": sofa, "desk": desk, "boxes": stacked_boxes}[kind](rng, tq, width)
+                boxes, mats = {"shelf": shelf, "cabinet": cabinet, "sofa": sofa, "desk": desk, "boxes": stacked_boxes}[
+                    kind
+                ](rng, tq, width)
                 # Items are defined with x along the wall and y into the room, origin at the wall.
                 prims = _place(c + rot[:2, 1] * 0.02, yaw, boxes, mats)
             static += prims
@@ -371,27 +435,60 @@ def build_room(rng: np.random.Generator, tq: float = 1.0) -> Scene:
         c = rng.uniform([W * 0.3, D * 0.3], [W * 0.7, D * 0.7])
         rw, rd = rng.uniform(1.5, 3), rng.uniform(1.2, 2.2)
         w, h = tx.size_px(rw, rd, 120 * tq, 1024)
-        static.append(Quad([c[0], c[1], 0.005], [1, 0, 0], [0, 1, 0], (rw / 2, rd / 2), material=[_mat(tx.carpet(_t(rng), w, h, w / rw), rw, rd)], casts_shadow=False))
+        static.append(
+            Quad(
+                [c[0], c[1], 0.005],
+                [1, 0, 0],
+                [0, 1, 0],
+                (rw / 2, rd / 2),
+                material=[_mat(tx.carpet(_t(rng), w, h, w / rw), rw, rd)],
+                casts_shadow=False,
+            )
+        )
     focus.append(np.array([W / 2, D / 2, 1.0]))
-    return Scene("room", static, _indoor_lights(rng), None, area=(margin, margin, W - margin, D - margin), obstacles=obstacles,
-                 walk_areas=[(margin - 0.4, margin - 0.4, W - margin + 0.4, D - margin + 0.4)], focus=focus, extent=min(W, D))
+    return Scene(
+        "room",
+        static,
+        _indoor_lights(rng),
+        None,
+        area=(margin, margin, W - margin, D - margin),
+        obstacles=obstacles,
+        walk_areas=[(margin - 0.4, margin - 0.4, W - margin + 0.4, D - margin + 0.4)],
+        focus=focus,
+        extent=min(W, D),
+    )
 
 
 def lamp_post(rng, tq, xy, h=None):
     h = h or rng.uniform(4, 6)
     m = _round_mat(rng, tx.metal(_t(rng), 32, 64, tx.jitter_color(_t(rng), (50, 55, 60), 0.2)), 0.07, h)
-    head = Box([xy[0], xy[1], h + 0.1], [0.25, 0.15, 0.1], material=box_materials(rng, [0.25, 0.15, 0.1], 40, _metal_gen((40, 40, 45)), shared=True))
+    head = Box(
+        [xy[0], xy[1], h + 0.1],
+        [0.25, 0.15, 0.1],
+        material=box_materials(rng, [0.25, 0.15, 0.1], 40, _metal_gen((40, 40, 45)), shared=True),
+    )
     return [_cylinder([xy[0], xy[1], 0], [xy[0], xy[1], h], 0.07, m), head]
 
 
 def tree(rng, tq, xy, scale=1.0):
     th = rng.uniform(2.0, 3.2) * scale
-    trunk = _cylinder([xy[0], xy[1], 0], [xy[0], xy[1], th], 0.13 * scale, _round_mat(rng, tx.bark(_t(rng), 64, 128), 0.13 * scale, th))
+    trunk = _cylinder(
+        [xy[0], xy[1], 0],
+        [xy[0], xy[1], th],
+        0.13 * scale,
+        _round_mat(rng, tx.bark(_t(rng), 64, 128), 0.13 * scale, th),
+    )
     r = rng.uniform(1.3, 2.2) * scale
-    leaf = Material.wrapped(Texture(tx.leaves(_t(rng), int(512 * tq) // 8 * 8 + 64, int(256 * tq) // 8 * 8 + 32)), 2 * np.pi * r)
+    leaf = Material.wrapped(
+        Texture(tx.leaves(_t(rng), int(512 * tq) // 8 * 8 + 64, int(256 * tq) // 8 * 8 + 32)), 2 * np.pi * r
+    )
     prims = [trunk, Sphere([xy[0], xy[1], th + r * 0.8], r, material=[leaf])]
     if rng.random() < 0.6:
-        prims.append(Sphere([xy[0] + rng.uniform(-0.6, 0.6), xy[1] + rng.uniform(-0.6, 0.6), th + r * 1.5], r * 0.7, material=[leaf]))
+        prims.append(
+            Sphere(
+                [xy[0] + rng.uniform(-0.6, 0.6), xy[1] + rng.uniform(-0.6, 0.6), th + r * 1.5], r * 0.7, material=[leaf]
+            )
+        )
     return prims
 
 
@@ -449,21 +546,62 @@ def build_street(rng: np.random.Generator, tq: float = 1.0) -> Scene:
     marks = [("line", rw / 2, 0.12, True), ("line", 0.3, 0.1, False), ("line", rw - 0.3, 0.1, False)]
     if rng.random() < 0.6:
         marks.append(("zebra", 2.0, 6.0, 0.6, rw - 0.6))
-    road_img = tx.asphalt(_t(rng), w, h, min(w / period, h / rw), markings=[(m[0], *(np.array(m[1:]) * 1.0)) if m[0] == "zebra" else m for m in marks])
+    road_img = tx.asphalt(
+        _t(rng),
+        w,
+        h,
+        min(w / period, h / rw),
+        markings=[(m[0], *(np.array(m[1:]) * 1.0)) if m[0] == "zebra" else m for m in marks],
+    )
     road = Material(Texture(road_img), w / period, h / rw, rng.uniform(0, w), 0.0, density=w / period)
-    static.append(Quad([0, 0, 0], [1, 0, 0], [0, 1, 0], (L + 20, rw / 2), material=[road], casts_shadow=False, tag="ground"))
+    static.append(
+        Quad([0, 0, 0], [1, 0, 0], [0, 1, 0], (L + 20, rw / 2), material=[road], casts_shadow=False, tag="ground")
+    )
     sw_kind = rng.choice(["pavers", "concrete", "tiles"])
     for side in (-1, 1):
         w, h = tx.size_px(period, sw, gt, 3072)
         s = min(w / period, h / sw)
-        img = tx.pavers(_t(rng), w, h, s) if sw_kind == "pavers" else tx.concrete(_t(rng), w, h, s) if sw_kind == "concrete" else tx.tiles(_t(rng), w, h, s, tile_m=0.5)
+        img = (
+            tx.pavers(_t(rng), w, h, s)
+            if sw_kind == "pavers"
+            else tx.concrete(_t(rng), w, h, s)
+            if sw_kind == "concrete"
+            else tx.tiles(_t(rng), w, h, s, tile_m=0.5)
+        )
         m = Material(Texture(img), w / period, h / sw, rng.uniform(0, w), 0.0, density=w / period)
-        static.append(Quad([0, side * (rw / 2 + sw / 2), 0.0], [1, 0, 0], [0, 1, 0], (L + 20, sw / 2), material=[m], casts_shadow=False, tag="ground"))
+        static.append(
+            Quad(
+                [0, side * (rw / 2 + sw / 2), 0.0],
+                [1, 0, 0],
+                [0, 1, 0],
+                (L + 20, sw / 2),
+                material=[m],
+                casts_shadow=False,
+                tag="ground",
+            )
+        )
         curb = [L + 20, 0.08, 0.07]
-        static.append(Box([0, side * (rw / 2 + 0.08), 0.07], curb, material=box_materials(rng, curb, 60 * tq, lambda r, w_, h_, t: tx.concrete(r, w_, h_, t), shared=True), casts_shadow=False))
+        static.append(
+            Box(
+                [0, side * (rw / 2 + 0.08), 0.07],
+                curb,
+                material=box_materials(rng, curb, 60 * tq, lambda r, w_, h_, t: tx.concrete(r, w_, h_, t), shared=True),
+                casts_shadow=False,
+            )
+        )
     # Far ground for alleys and street ends.
     gimg = tx.concrete(_t(rng), 512, 512, 40 * tq)
-    static.append(Quad([0, 0, -0.02], [1, 0, 0], [0, 1, 0], (400, 400), material=[_tiled(gimg, 12.0, rng)], casts_shadow=False, tag="far"))
+    static.append(
+        Quad(
+            [0, 0, -0.02],
+            [1, 0, 0],
+            [0, 1, 0],
+            (400, 400),
+            material=[_tiled(gimg, 12.0, rng)],
+            casts_shadow=False,
+            tag="far",
+        )
+    )
     y_front = rw / 2 + sw
     static += _buildings_row(rng, tq, -L, L, y_front, 1)
     static += _buildings_row(rng, tq, -L, L, -y_front, -1)
@@ -492,7 +630,12 @@ def build_street(rng: np.random.Generator, tq: float = 1.0) -> Scene:
             elif k < 0.9:
                 prims = kiosk(rng, tq, (x, side * (rw / 2 + sw / 2)), 0.0)
             else:
-                prims = [_cylinder([x + dx, yc, 0], [x + dx, yc, 0.9], 0.06, _round_mat(rng, tx.metal(_t(rng), 32, 32), 0.06, 0.9)) for dx in (0, 1.2, 2.4)]
+                prims = [
+                    _cylinder(
+                        [x + dx, yc, 0], [x + dx, yc, 0.9], 0.06, _round_mat(rng, tx.metal(_t(rng), 32, 32), 0.06, 0.9)
+                    )
+                    for dx in (0, 1.2, 2.4)
+                ]
             static += prims
             obstacles.append(_footprint(prims))
             x += rng.uniform(6, 14)
@@ -511,7 +654,18 @@ def build_street(rng: np.random.Generator, tq: float = 1.0) -> Scene:
     walk = [(-40.0, rw / 2 + 0.9, 40.0, rw / 2 + sw - 0.4), (-40.0, -(rw / 2 + sw - 0.4), 40.0, -(rw / 2 + 0.9))]
     lanes = [(-rw / 4, 1.0), (rw / 4, -1.0)]
     focus = [np.array([rng.uniform(-10, 10), rng.uniform(-rw / 2, rw / 2), 1.0]) for _ in range(3)]
-    return Scene("street", static, lights, sky, area=area, obstacles=obstacles, walk_areas=walk, lanes=lanes, focus=focus, extent=15.0)
+    return Scene(
+        "street",
+        static,
+        lights,
+        sky,
+        area=area,
+        obstacles=obstacles,
+        walk_areas=walk,
+        lanes=lanes,
+        focus=focus,
+        extent=15.0,
+    )
 
 
 def build_plaza(rng: np.random.Generator, tq: float = 1.0) -> Scene:
@@ -523,8 +677,22 @@ def build_plaza(rng: np.random.Generator, tq: float = 1.0) -> Scene:
     w, h = tx.size_px(period, period, 110 * tq, 2560)
     s = min(w, h) / period
     stone = [tx.jitter_color(_t(rng), (190, 180, 165), 0.06), tx.jitter_color(_t(rng), (120, 115, 110), 0.06)]
-    img = tx.pavers(_t(rng), w, h, s) if rng.random() < 0.6 else tx.tiles(_t(rng), w, h, s, tile_m=rng.uniform(0.4, 1.0), checker=rng.random() < 0.4, palette=stone)
-    static.append(Quad([0, 0, 0], [1, 0, 0], [0, 1, 0], (S / 2 + 30, S / 2 + 30), material=[_tiled(img, period, rng)], casts_shadow=False, tag="ground"))
+    img = (
+        tx.pavers(_t(rng), w, h, s)
+        if rng.random() < 0.6
+        else tx.tiles(_t(rng), w, h, s, tile_m=rng.uniform(0.4, 1.0), checker=rng.random() < 0.4, palette=stone)
+    )
+    static.append(
+        Quad(
+            [0, 0, 0],
+            [1, 0, 0],
+            [0, 1, 0],
+            (S / 2 + 30, S / 2 + 30),
+            material=[_tiled(img, period, rng)],
+            casts_shadow=False,
+            tag="ground",
+        )
+    )
     half = S / 2
     static += _buildings_row(rng, tq, -half - 10, half + 10, half, 1, axis=0)
     static += _buildings_row(rng, tq, -half - 10, half + 10, -half, -1, axis=0)
@@ -537,19 +705,36 @@ def build_plaza(rng: np.random.Generator, tq: float = 1.0) -> Scene:
     if kind == "fountain":
         r = rng.uniform(1.8, 3.0)
         stone = _round_mat(rng, tx.concrete(_t(rng), 256, 32, 40), r, 0.5)
-        static += [_cylinder([c[0], c[1], 0], [c[0], c[1], 0.5], r, stone),
-                   _cylinder([c[0], c[1], 0.5], [c[0], c[1], 2.0], 0.35, _round_mat(rng, tx.concrete(_t(rng), 64, 64, 40), 0.35, 1.5)),
-                   Sphere([c[0], c[1], 2.3], 0.45, material=[Material.wrapped(Texture(tx.concrete(_t(rng), 64, 32, 40)), 2.8)])]
+        static += [
+            _cylinder([c[0], c[1], 0], [c[0], c[1], 0.5], r, stone),
+            _cylinder(
+                [c[0], c[1], 0.5], [c[0], c[1], 2.0], 0.35, _round_mat(rng, tx.concrete(_t(rng), 64, 64, 40), 0.35, 1.5)
+            ),
+            Sphere(
+                [c[0], c[1], 2.3], 0.45, material=[Material.wrapped(Texture(tx.concrete(_t(rng), 64, 32, 40)), 2.8)]
+            ),
+        ]
         obstacles.append((c[0] - r, c[1] - r, c[0] + r, c[1] + r))
     elif kind == "statue":
         ped = [0.8, 0.8, 0.8]
-        static.append(Box([c[0], c[1], 0.8], ped, material=box_materials(rng, ped, 100 * tq, lambda r_, w_, h_, t_: tx.concrete(r_, w_, h_, t_), shared=True)))
+        static.append(
+            Box(
+                [c[0], c[1], 0.8],
+                ped,
+                material=box_materials(
+                    rng, ped, 100 * tq, lambda r_, w_, h_, t_: tx.concrete(r_, w_, h_, t_), shared=True
+                ),
+            )
+        )
         bronze = _round_mat(rng, tx.metal(_t(rng), 64, 64, (90, 75, 50)), 0.3, 1.0)
-        static += [Capsule([c[0], c[1], 1.7], [c[0], c[1], 2.6], 0.3, material=[bronze]), Sphere([c[0], c[1], 3.1], 0.25, material=[bronze]),
-                   Capsule([c[0] - 0.3, c[1], 2.5], [c[0] - 0.7, c[1] + 0.2, 3.2], 0.09, material=[bronze])]
+        static += [
+            Capsule([c[0], c[1], 1.7], [c[0], c[1], 2.6], 0.3, material=[bronze]),
+            Sphere([c[0], c[1], 3.1], 0.25, material=[bronze]),
+            Capsule([c[0] - 0.3, c[1], 2.5], [c[0] - 0.7, c[1] + 0.2, 3.2], 0.09, material=[bronze]),
+        ]
         obstacles.append((c[0] - 0.9, c[1] - 0.9, c[0] + 0.9, c[1] + 0.9))
     else:
-        for k in range(4):
+        for _ in range(4):
             p = c + rng.uniform(-4, 4, 2)
             prims = tree(rng, tq, p)
             static += prims
@@ -558,12 +743,31 @@ def build_plaza(rng: np.random.Generator, tq: float = 1.0) -> Scene:
     for _ in range(int(rng.integers(4, 10))):
         p = rng.uniform(-half + 2, half - 2, 2)
         k = rng.random()
-        prims = lamp_post(rng, tq, p) if k < 0.35 else bench(rng, tq, p, rng.uniform(0, np.pi)) if k < 0.65 else kiosk(rng, tq, p, rng.uniform(0, np.pi)) if k < 0.8 else tree(rng, tq, p)
+        prims = (
+            lamp_post(rng, tq, p)
+            if k < 0.35
+            else bench(rng, tq, p, rng.uniform(0, np.pi))
+            if k < 0.65
+            else kiosk(rng, tq, p, rng.uniform(0, np.pi))
+            if k < 0.8
+            else tree(rng, tq, p)
+        )
         static += prims
         obstacles.append(_footprint(prims))
     sky = Texture(tx.sky(_t(rng), overcast=overcast))
     area = (-half + 2.5, -half + 2.5, half - 2.5, half - 2.5)
-    return Scene("plaza", static, lights, sky, area=area, obstacles=obstacles, walk_areas=[area], lanes=[], focus=focus, extent=S / 2)
+    return Scene(
+        "plaza",
+        static,
+        lights,
+        sky,
+        area=area,
+        obstacles=obstacles,
+        walk_areas=[area],
+        lanes=[],
+        focus=focus,
+        extent=S / 2,
+    )
 
 
 LAYOUTS = {"room": build_room, "street": build_street, "plaza": build_plaza}

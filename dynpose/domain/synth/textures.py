@@ -36,7 +36,9 @@ def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray
     if pad:
         x = np.concatenate([x, np.zeros(pad, np.float32)])
         y = np.concatenate([y, np.zeros(pad, np.float32)])
-    out = cv2.remap(img, x.reshape(rows, cols), y.reshape(rows, cols), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.remap(
+        img, x.reshape(rows, cols), y.reshape(rows, cols), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     return out.reshape(rows * cols, -1)[:n]
 
 
@@ -157,7 +159,9 @@ class Material:
 # Noise building blocks
 
 
-def noise(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 4, persistence: float = 0.5) -> np.ndarray:
+def noise(
+    rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 4, persistence: float = 0.5
+) -> np.ndarray:
     """Tileable multi-octave value noise, float32, roughly zero-mean with unit-ish amplitude.
 
     ``cell`` is the size in texels of the coarsest octave's lattice cell.
@@ -269,7 +273,9 @@ def bricks(rng, w, h, tpm, palette=None) -> np.ndarray:
     return to_u8(dirt(rng, img, 0.3, 1.2 * tpm))
 
 
-def tiles(rng, w, h, tpm, tile_m=0.4, palette=None, grout=(90, 90, 88), checker=False, vein: float = 0.25) -> np.ndarray:
+def tiles(
+    rng, w, h, tpm, tile_m=0.4, palette=None, grout=(90, 90, 88), checker=False, vein: float = 0.25
+) -> np.ndarray:
     palette = palette or [(200, 196, 186), (180, 175, 165), (120, 118, 115)]
     t = tile_m * tpm
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -324,9 +330,17 @@ def wood(rng, w, h, tpm, base=None) -> np.ndarray:
     img *= (1 + 0.08 * noise(rng, h, w, 0.02 * tpm, 2))[..., None]
     img[((yy % pw) < max(1, 0.006 * tpm)) | (((xx + off) % plank_len) < max(1, 0.006 * tpm))] *= 0.45
     for _ in range(int(w * h / (tpm * tpm) * 2)):  # knots
-        cv2.ellipse(img, (int(rng.integers(0, w)), int(rng.integers(0, h))),
-                    (int(rng.uniform(0.01, 0.03) * tpm) + 1, int(rng.uniform(0.005, 0.012) * tpm) + 1), 0, 0, 360,
-                    tuple(float(c) * 0.5 for c in base), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            (int(rng.integers(0, w)), int(rng.integers(0, h))),
+            (int(rng.uniform(0.01, 0.03) * tpm) + 1, int(rng.uniform(0.005, 0.012) * tpm) + 1),
+            0,
+            0,
+            360,
+            tuple(float(c) * 0.5 for c in base),
+            -1,
+            cv2.LINE_AA,
+        )
     return to_u8(dirt(rng, img, 0.15, 1.5 * tpm))
 
 
@@ -367,7 +381,16 @@ def asphalt(rng, w, h, tpm, markings: list | None = None) -> np.ndarray:
     patches = np.zeros((h, w), np.float32)  # repaired patches: slightly darker, irregular
     for _ in range(int(w * h / (tpm * tpm) * 0.01)):
         c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        cv2.ellipse(patches, c, (int(rng.uniform(0.3, 1.2) * tpm), int(rng.uniform(0.2, 0.8) * tpm)), rng.uniform(0, 180), 0, 360, 1.0, -1)
+        cv2.ellipse(
+            patches,
+            c,
+            (int(rng.uniform(0.3, 1.2) * tpm), int(rng.uniform(0.2, 0.8) * tpm)),
+            rng.uniform(0, 180),
+            0,
+            360,
+            1.0,
+            -1,
+        )
     if patches.any():
         patches = cv2.GaussianBlur(patches, (0, 0), 0.05 * tpm) * (1 + 0.5 * noise(rng, h, w, 0.2 * tpm, 3))
         img *= (1 - 0.12 * np.clip(patches, 0, 1.5))[..., None]
@@ -388,8 +411,17 @@ def leaves(rng, w, h, tpm=None) -> np.ndarray:
     for _ in range(int(w * h / 60)):
         c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         f = rng.uniform(0.5, 1.6)
-        cv2.ellipse(img, c, (int(rng.integers(2, 6)), int(rng.integers(1, 4))), rng.uniform(0, 180), 0, 360,
-                    tuple(float(x) for x in base * f), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            c,
+            (int(rng.integers(2, 6)), int(rng.integers(1, 4))),
+            rng.uniform(0, 180),
+            0,
+            360,
+            tuple(float(x) for x in base * f),
+            -1,
+            cv2.LINE_AA,
+        )
     return to_u8(img)
 
 
@@ -418,7 +450,25 @@ def cardboard(rng, w, h, tpm) -> np.ndarray:
 
 def fabric(rng, w, h, color=None, pattern: str | None = None) -> np.ndarray:
     """Clothing: solid, stripes, plaid or dots, with fold shading."""
-    color = color if color is not None else jitter_color(rng, rng.choice([(40, 60, 120), (150, 30, 40), (30, 30, 35), (200, 200, 195), (60, 110, 70), (190, 150, 60), (110, 110, 120)]), 0.2)
+    color = (
+        color
+        if color is not None
+        else jitter_color(
+            rng,
+            rng.choice(
+                [
+                    (40, 60, 120),
+                    (150, 30, 40),
+                    (30, 30, 35),
+                    (200, 200, 195),
+                    (60, 110, 70),
+                    (190, 150, 60),
+                    (110, 110, 120),
+                ]
+            ),
+            0.2,
+        )
+    )
     pattern = pattern or rng.choice(["solid", "stripes", "plaid", "dots", "print"])
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.empty((h, w, 3), np.float32)
@@ -437,7 +487,16 @@ def fabric(rng, w, h, color=None, pattern: str | None = None) -> np.ndarray:
     elif pattern == "print":  # a logo / print on the front (u=0.5 is the front)
         cx, cy = w // 2, h // 3
         cv2.circle(img, (cx, cy), max(3, w // 12), tuple(float(c) for c in other), -1, cv2.LINE_AA)
-        cv2.putText(img, random_word(rng, 4), (cx - w // 10, cy + h // 5), cv2.FONT_HERSHEY_SIMPLEX, max(0.3, w / 400), tuple(float(c) for c in other), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            random_word(rng, 4),
+            (cx - w // 10, cy + h // 5),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            max(0.3, w / 400),
+            tuple(float(c) for c in other),
+            1,
+            cv2.LINE_AA,
+        )
     folds = noise(rng, h, w, max(4, w / 8), 3, 0.5)
     img *= (1 + 0.15 * folds)[..., None]
     return to_u8(img + 5 * grain(rng, h, w)[..., None])
@@ -454,13 +513,25 @@ def head(rng, w=128, h=64, skin=None) -> np.ndarray:
     img = colorize(skin, noise(rng, h, w, w / 8, 3), 0.04)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     ang = np.abs(xx / w - 0.5) * 2  # 0 at the face, 1 at the back
-    hairline = h * (0.35 + 0.25 * ang ** 2 * rng.uniform(0.8, 1.6))
+    hairline = h * (0.35 + 0.25 * ang**2 * rng.uniform(0.8, 1.6))
     m = yy < hairline
     img[m] = hair * (1 + 0.2 * grain(rng, h, w, 0.6)[m])[:, None]
     ey = int(h * 0.45)
     for sx in (-1, 1):
-        cv2.ellipse(img, (int(w * (0.5 + sx * 0.06)), ey), (max(1, w // 60), max(1, h // 50)), 0, 0, 360, (40, 30, 30), -1, cv2.LINE_AA)
-    cv2.line(img, (int(w * 0.47), int(h * 0.66)), (int(w * 0.53), int(h * 0.66)), (120, 60, 60), max(1, h // 60), cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            (int(w * (0.5 + sx * 0.06)), ey),
+            (max(1, w // 60), max(1, h // 50)),
+            0,
+            0,
+            360,
+            (40, 30, 30),
+            -1,
+            cv2.LINE_AA,
+        )
+    cv2.line(
+        img, (int(w * 0.47), int(h * 0.66)), (int(w * 0.53), int(h * 0.66)), (120, 60, 60), max(1, h // 60), cv2.LINE_AA
+    )
     return to_u8(img)
 
 
@@ -473,15 +544,50 @@ def sky(rng, w=1024, h=256, overcast: float | None = None) -> np.ndarray:
     img = zen[None, None] * (1 - yy[..., None] ** 0.7) + hor[None, None] * yy[..., None] ** 0.7
     n = noise(rng, h, w, w / 10, 6, 0.55)
     cloud = np.clip((n - (0.6 - overcast)) * 1.5, 0, 1) * (1 - 0.5 * yy)
-    img = img * (1 - cloud[..., None]) + np.array([245, 245, 248], np.float32) * cloud[..., None] * (0.85 + 0.15 * np.tanh(noise(rng, h, w, w / 40, 3)))[..., None]
+    img = (
+        img * (1 - cloud[..., None])
+        + np.array([245, 245, 248], np.float32)
+        * cloud[..., None]
+        * (0.85 + 0.15 * np.tanh(noise(rng, h, w, w / 40, 3)))[..., None]
+    )
     return to_u8(img)
 
 
 # ---------------------------------------------------------------------------------------------
 # Text and decals
 
-_SYL = ["ka", "lo", "mi", "ra", "ven", "to", "sa", "del", "bri", "no", "ex", "tra", "mo", "zu", "pe", "lin",
-        "cor", "an", "fi", "que", "sto", "mar", "ket", "ho", "tel", "caf", "bar", "shop", "win", "gra"]
+_SYL = [
+    "ka",
+    "lo",
+    "mi",
+    "ra",
+    "ven",
+    "to",
+    "sa",
+    "del",
+    "bri",
+    "no",
+    "ex",
+    "tra",
+    "mo",
+    "zu",
+    "pe",
+    "lin",
+    "cor",
+    "an",
+    "fi",
+    "que",
+    "sto",
+    "mar",
+    "ket",
+    "ho",
+    "tel",
+    "caf",
+    "bar",
+    "shop",
+    "win",
+    "gra",
+]
 
 
 def random_word(rng, syllables: int | None = None) -> str:
@@ -489,14 +595,24 @@ def random_word(rng, syllables: int | None = None) -> str:
     return "".join(_SYL[int(rng.integers(len(_SYL)))] for _ in range(n))
 
 
-_FONTS = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
-          cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_PLAIN]
+_FONTS = [
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_DUPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX,
+    cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+    cv2.FONT_HERSHEY_PLAIN,
+]
 
 
 def put_text_fit(img, text, box, color, rng=None, font=None, thickness=None):
     """Draw ``text`` as large as fits into box = (x, y, w, h)."""
     x, y, w, h = box
-    font = font if font is not None else (_FONTS[int(rng.integers(len(_FONTS)))] if rng is not None else cv2.FONT_HERSHEY_SIMPLEX)
+    font = (
+        font
+        if font is not None
+        else (_FONTS[int(rng.integers(len(_FONTS)))] if rng is not None else cv2.FONT_HERSHEY_SIMPLEX)
+    )
     (tw, th), _ = cv2.getTextSize(text, font, 1.0, 1)
     scale = max(0.2, min(w / max(tw, 1), h / max(th, 1)) * 0.9)
     thick = thickness or max(1, int(scale * 1.5))
@@ -517,15 +633,28 @@ def poster(rng, w: int, h: int) -> np.ndarray:
     for _ in range(int(rng.integers(2, 7))):
         col = tuple(float(c) for c in rng.uniform(0, 255, 3))
         if rng.random() < 0.5:
-            cv2.circle(img, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(2, max(3, w // 5))), col, -1, cv2.LINE_AA)
+            cv2.circle(
+                img,
+                (int(rng.integers(0, w)), int(rng.integers(0, h))),
+                int(rng.integers(2, max(3, w // 5))),
+                col,
+                -1,
+                cv2.LINE_AA,
+            )
         else:
             p = rng.integers(0, [w, h], (3, 2)).astype(np.int32)
             cv2.fillPoly(img, [p], col, cv2.LINE_AA)
     ink = (20, 20, 20) if img.mean() > 128 else (240, 240, 235)
     put_text_fit(img, random_word(rng).upper(), (w * 0.05, h * 0.68, w * 0.9, h * 0.14), ink, rng)
     for k in range(int(rng.integers(2, 5))):
-        put_text_fit(img, " ".join(random_word(rng) for _ in range(3)), (w * 0.08, h * (0.84 + 0.045 * k), w * 0.84, h * 0.04),
-                     ink, font=cv2.FONT_HERSHEY_PLAIN, thickness=1)
+        put_text_fit(
+            img,
+            " ".join(random_word(rng) for _ in range(3)),
+            (w * 0.08, h * (0.84 + 0.045 * k), w * 0.84, h * 0.04),
+            ink,
+            font=cv2.FONT_HERSHEY_PLAIN,
+            thickness=1,
+        )
     return to_u8(img)
 
 
@@ -546,14 +675,33 @@ def graffiti(rng, img: np.ndarray, tpm: float, count: int) -> None:
     """Spray-paint tags and curves drawn in place."""
     h, w = img.shape[:2]
     for _ in range(count):
-        col = tuple(float(c) for c in rng.choice([(230, 40, 60), (40, 200, 90), (40, 90, 230), (250, 210, 30), (240, 240, 240), (20, 20, 20), (200, 60, 220)]))
+        col = tuple(
+            float(c)
+            for c in rng.choice(
+                [
+                    (230, 40, 60),
+                    (40, 200, 90),
+                    (40, 90, 230),
+                    (250, 210, 30),
+                    (240, 240, 240),
+                    (20, 20, 20),
+                    (200, 60, 220),
+                ]
+            )
+        )
         x, y = int(rng.integers(0, w)), int(rng.integers(int(h * 0.5), h))
         size = rng.uniform(0.4, 1.2) * tpm
         for _ in range(int(rng.integers(1, 4))):
             pts = (np.cumsum(rng.normal(0, size / 4, (6, 2)), 0) + (x, y)).astype(np.int32)
             cv2.polylines(img, [pts], False, col, max(1, int(0.03 * tpm)), cv2.LINE_AA)
-        put_text_fit(img, random_word(rng, 2), (x, y - size / 2, size * 2, size / 2), col, font=cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
-                     thickness=max(1, int(0.02 * tpm)))
+        put_text_fit(
+            img,
+            random_word(rng, 2),
+            (x, y - size / 2, size * 2, size / 2),
+            col,
+            font=cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
+            thickness=max(1, int(0.02 * tpm)),
+        )
 
 
 def paste(dst: np.ndarray, src: np.ndarray, x: int, y: int) -> None:
@@ -585,8 +733,14 @@ def books(rng, w: int, h: int, tpm: float, shelves: int) -> np.ndarray:
             if bw > 6 and bh > 20:
                 sub = img[y1 - bh : y1, x : x + bw]
                 rot = np.ascontiguousarray(np.rot90(sub))
-                put_text_fit(rot, random_word(rng, 2).upper(), (2, 1, rot.shape[1] - 4, rot.shape[0] - 2),
-                             (235, 230, 210) if col.mean() < 120 else (25, 25, 25), font=cv2.FONT_HERSHEY_PLAIN, thickness=1)
+                put_text_fit(
+                    rot,
+                    random_word(rng, 2).upper(),
+                    (2, 1, rot.shape[1] - 4, rot.shape[0] - 2),
+                    (235, 230, 210) if col.mean() < 120 else (25, 25, 25),
+                    font=cv2.FONT_HERSHEY_PLAIN,
+                    thickness=1,
+                )
                 img[y1 - bh : y1, x : x + bw] = np.rot90(rot, -1)
             x += bw + int(rng.integers(0, 2))
         img[int(r * row_h) : int(r * row_h) + board] = jitter_color(rng, (110, 80, 55), 0.1)

@@ -25,10 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dynpose.evaluation.baselines import failed_result
 from dynpose.domain.camera import PoseResult
 from dynpose.domain.colmap_io import pose_result_from_reconstruction
 from dynpose.domain.video import SampledFrames
+from dynpose.evaluation.baselines import failed_result
 
 NAME = "colmap"
 
@@ -92,7 +92,9 @@ def _sfm(work: Path, names: list[str], use_masks: bool, opts: dict):
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = opts.get("overlap", 10)
         pairing.loop_detection = False  # needs a vocabulary tree file; clips are short
-        pycolmap.match_sequential(database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu)
+        pycolmap.match_sequential(
+            database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
+        )
 
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.num_threads = threads
@@ -116,10 +118,14 @@ def to_pose_result(rec, sampled: SampledFrames, names: list[str]) -> PoseResult:
     height, width = sampled.frames.shape[1:3]  # the size COLMAP saw
     points = np.array([p.xyz for p in rec.points3D.values()], np.float32).reshape(-1, 3)
     index = {name: i for i, name in enumerate(names)}
-    return pose_result_from_reconstruction(rec, sampled.timestamps, int(width), int(height), index, extra={"points3d": points})
+    return pose_result_from_reconstruction(
+        rec, sampled.timestamps, int(width), int(height), index, extra={"points3d": points}
+    )
 
 
-def run(sampled: SampledFrames, dynamic_masks: np.ndarray | None = None, use_masks: bool = False, **options) -> PoseResult:
+def run(
+    sampled: SampledFrames, dynamic_masks: np.ndarray | None = None, use_masks: bool = False, **options
+) -> PoseResult:
     """COLMAP on the sampled frames. Plain COLMAP ignores ``dynamic_masks`` unless ``use_masks``."""
     method = "colmap_mask" if use_masks else NAME
     if use_masks and dynamic_masks is None:
@@ -136,7 +142,11 @@ def run(sampled: SampledFrames, dynamic_masks: np.ndarray | None = None, use_mas
             if use_masks:
                 write_masks(dynamic_masks, names, shape, work / "masks")
             recs, keypoints = _sfm(work, names, use_masks, options)
-            info = {"method": method, "num_models": len(recs), "keypoints_per_image": float(np.mean(keypoints)) if keypoints else 0.0}
+            info = {
+                "method": method,
+                "num_models": len(recs),
+                "keypoints_per_image": float(np.mean(keypoints)) if keypoints else 0.0,
+            }
             if not recs:
                 return failed_result(sampled, "no reconstruction (too few matches or no initial pair)", **info)
             result = to_pose_result(max(recs.values(), key=lambda r: r.num_reg_images()), sampled, names)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynpose.evaluation.baselines import colmap, failed_result
 from dynpose.domain.camera import PoseResult
 from dynpose.domain.video import SampledFrames
+from dynpose.evaluation.baselines import colmap, failed_result
 
 NAME = "colmap_mask"
 

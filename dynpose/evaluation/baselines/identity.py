@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynpose.evaluation.baselines import failed_result
 from dynpose.domain.camera import PoseResult
-from dynpose.evaluation.metrics.trajectory import fill_failed
 from dynpose.domain.video import SampledFrames
+from dynpose.evaluation.baselines import failed_result
+from dynpose.evaluation.metrics.trajectory import fill_failed
 
 NAME = "identity"
 
 
 def run(
-    sampled: SampledFrames, dynamic_masks: np.ndarray | None = None, seed: int = 0, translation: str = "random", **options
+    sampled: SampledFrames,
+    dynamic_masks: np.ndarray | None = None,
+    seed: int = 0,
+    translation: str = "random",
+    **options,
 ) -> PoseResult:
     if translation not in ("random", "zero"):
         raise ValueError(f"translation must be 'random' or 'zero', not {translation!r}")

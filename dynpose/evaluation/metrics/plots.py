@@ -34,7 +34,9 @@ def _finish(fig, path: str | Path | None) -> bytes:
     return data
 
 
-def plot_trajectories(gt: PoseResult, preds: dict[str, PoseResult], axes: tuple[int, int] = (0, 2), title: str = "", path=None) -> bytes:
+def plot_trajectories(
+    gt: PoseResult, preds: dict[str, PoseResult], axes: tuple[int, int] = (0, 2), title: str = "", path=None
+) -> bytes:
     """Camera centres of each prediction after Sim(3) alignment to the ground truth, top-down.
 
     ``axes`` picks the ground-truth world axes drawn; (0, 2) is x-z, the top-down view for an
@@ -61,7 +63,12 @@ def plot_trajectories(gt: PoseResult, preds: dict[str, PoseResult], axes: tuple[
 
 
 def plot_histograms(
-    values: dict[str, np.ndarray], xlabel: str, bins: int | np.ndarray = 30, title: str = "", log_x: bool = False, path=None
+    values: dict[str, np.ndarray],
+    xlabel: str,
+    bins: int | np.ndarray = 30,
+    title: str = "",
+    log_x: bool = False,
+    path=None,
 ) -> bytes:
     """Overlaid histograms of an error (or any quantity) for several methods."""
     fig, ax = plt.subplots(figsize=SIZE)

@@ -78,7 +78,9 @@ def sampson_distance(fmat: np.ndarray, x_i: np.ndarray, x_j: np.ndarray) -> np.n
     return np.sqrt(residual**2 / np.maximum(grad2, np.finfo(float).tiny))
 
 
-def rotation_transfer_distance(rot: np.ndarray, k_i: np.ndarray, k_j: np.ndarray, x_i: np.ndarray, x_j: np.ndarray) -> np.ndarray:
+def rotation_transfer_distance(
+    rot: np.ndarray, k_i: np.ndarray, k_j: np.ndarray, x_i: np.ndarray, x_j: np.ndarray
+) -> np.ndarray:
     """Distance from x_j to x_i mapped by the infinite homography K_j R K_i^-1 (identity: ||x_j - x_i||)."""
     h_i = np.concatenate([x_i, np.ones(x_i.shape[:-1] + (1,))], axis=-1)
     mapped = np.einsum("...ab,...b->...a", k_j @ rot @ np.linalg.inv(k_i), h_i)
@@ -102,7 +104,9 @@ def _frame_indices(pred: PoseResult, table, side: str) -> np.ndarray:
     return np.argmin(np.abs(np.asarray(pred.timestamps)[None, :] - times[:, None]), axis=1)
 
 
-def reprojection_errors(pred: PoseResult, correspondences, width: int, height: int, no_baseline_tol: float = 1e-9) -> np.ndarray:
+def reprojection_errors(
+    pred: PoseResult, correspondences, width: int, height: int, no_baseline_tol: float = 1e-9
+) -> np.ndarray:
     """Per-correspondence reprojection error in 720p-normalised pixels.
 
     ``correspondences`` has columns ``frame_i, frame_j`` (indices into ``pred``'s frames; or

@@ -104,7 +104,10 @@ def _errors(ref: PoseTrajectory3D, est: PoseTrajectory3D) -> dict:
     ape = metrics.APE(metrics.PoseRelation.translation_part)
     ape.process_data(data)
     out = {"ate": ape.get_statistic(metrics.StatisticsType.rmse)}
-    for key, relation in (("rpe_t", metrics.PoseRelation.translation_part), ("rpe_r", metrics.PoseRelation.rotation_angle_deg)):
+    for key, relation in (
+        ("rpe_t", metrics.PoseRelation.translation_part),
+        ("rpe_r", metrics.PoseRelation.rotation_angle_deg),
+    ):
         rpe = metrics.RPE(relation, delta=1, delta_unit=metrics.Unit.frames, all_pairs=False)
         rpe.process_data(data)
         # RMSE over consecutive pairs, as evo_rpe reports and the published tables use.

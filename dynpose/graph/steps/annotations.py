@@ -7,27 +7,45 @@ from collections import defaultdict
 
 import pyarrow as pa
 
-from dynpose.graph.steps import stages
 from dynpose.domain.annotate.quality import assess
 from dynpose.domain.poses import POSES_SCHEMA, pose_from_row, poses_table
+from dynpose.graph.steps import stages
 from dynpose.graph.steps.base import Product, StepContext
 
 MASK_SUMMARY_SCHEMA = pa.schema(
     [
-        ("video_id", pa.string()), ("status", pa.string()), ("message", pa.string()),
-        ("n_frames", pa.int32()), ("detected_frames", pa.int32()),
-        ("mean_union_coverage", pa.float64()), ("p90_union_coverage", pa.float64()),
-        ("mean_semantic_coverage", pa.float64()), ("mean_interaction_coverage", pa.float64()),
-        ("mean_motion_coverage", pa.float64()), ("mean_propagated_coverage", pa.float64()),
-        ("seconds", pa.float64()), ("peak_mib", pa.float64()), ("stage_seconds", pa.string()), ("content_sha", pa.string()),
+        ("video_id", pa.string()),
+        ("status", pa.string()),
+        ("message", pa.string()),
+        ("n_frames", pa.int32()),
+        ("detected_frames", pa.int32()),
+        ("mean_union_coverage", pa.float64()),
+        ("p90_union_coverage", pa.float64()),
+        ("mean_semantic_coverage", pa.float64()),
+        ("mean_interaction_coverage", pa.float64()),
+        ("mean_motion_coverage", pa.float64()),
+        ("mean_propagated_coverage", pa.float64()),
+        ("seconds", pa.float64()),
+        ("peak_mib", pa.float64()),
+        ("stage_seconds", pa.string()),
+        ("content_sha", pa.string()),
     ]
 )
 TRACK_SUMMARY_SCHEMA = pa.schema(
     [
-        ("video_id", pa.string()), ("status", pa.string()), ("message", pa.string()),
-        ("n_frames", pa.int32()), ("width", pa.int32()), ("height", pa.int32()), ("windows", pa.int32()),
-        ("observations", pa.int64()), ("mean_final_survival", pa.float64()),
-        ("seconds", pa.float64()), ("peak_mib", pa.float64()), ("stage_seconds", pa.string()), ("content_sha", pa.string()),
+        ("video_id", pa.string()),
+        ("status", pa.string()),
+        ("message", pa.string()),
+        ("n_frames", pa.int32()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("windows", pa.int32()),
+        ("observations", pa.int64()),
+        ("mean_final_survival", pa.float64()),
+        ("seconds", pa.float64()),
+        ("peak_mib", pa.float64()),
+        ("stage_seconds", pa.string()),
+        ("content_sha", pa.string()),
     ]
 )
 
@@ -42,14 +60,22 @@ def _array_product(ctx: StepContext, table_name: str, per_video, schema: pa.Sche
 
 
 def compute_dynamic_masks(ctx: StepContext) -> pa.Table:
-    fn = functools.partial(stages.masks_for_video, frames=ctx.all_settings.sampled_frames, cfg=ctx.settings,
-                           checks=ctx.all_settings.annotation_checks)
+    fn = functools.partial(
+        stages.masks_for_video,
+        frames=ctx.all_settings.sampled_frames,
+        cfg=ctx.settings,
+        checks=ctx.all_settings.annotation_checks,
+    )
     return _array_product(ctx, "dynamic_masks", fn, MASK_SUMMARY_SCHEMA)
 
 
 def compute_tracklets(ctx: StepContext) -> pa.Table:
-    fn = functools.partial(stages.tracks_for_video, frames=ctx.all_settings.sampled_frames, cfg=ctx.settings,
-                           checks=ctx.all_settings.annotation_checks)
+    fn = functools.partial(
+        stages.tracks_for_video,
+        frames=ctx.all_settings.sampled_frames,
+        cfg=ctx.settings,
+        checks=ctx.all_settings.annotation_checks,
+    )
     return _array_product(ctx, "tracklets", fn, TRACK_SUMMARY_SCHEMA)
 
 
@@ -65,8 +91,9 @@ def _upstream(summary: dict | None) -> stages.Upstream:
     if summary is None:
         return stages.Upstream("missing", "no row upstream")
     peak = summary.get("peak_mib")
-    return stages.Upstream(summary["status"], summary.get("message"), summary.get("seconds") or 0.0,
-                           float("nan") if peak is None else peak)
+    return stages.Upstream(
+        summary["status"], summary.get("message"), summary.get("seconds") or 0.0, float("nan") if peak is None else peak
+    )
 
 
 def pose_jobs(ctx: StepContext) -> list[stages.PoseJob]:
@@ -81,12 +108,18 @@ def pose_jobs(ctx: StepContext) -> list[stages.PoseJob]:
         vid = video["video_id"]
         fr = sorted(frames.get(vid, []), key=lambda r: r["frame_index"])
         ts = track_summary.get(vid) or {}
-        jobs.append(stages.PoseJob(
-            video_id=vid, timestamps=[r["timestamp_s"] for r in fr], source_indices=[r["source_index"] for r in fr],
-            width=ts.get("width") or 0, height=ts.get("height") or 0,
-            track_rows=track_rows.get(vid, []), mask_rows=mask_rows.get(vid, []),
-            upstream={"masks": _upstream(mask_summary.get(vid)), "tracking": _upstream(track_summary.get(vid))},
-        ))
+        jobs.append(
+            stages.PoseJob(
+                video_id=vid,
+                timestamps=[r["timestamp_s"] for r in fr],
+                source_indices=[r["source_index"] for r in fr],
+                width=ts.get("width") or 0,
+                height=ts.get("height") or 0,
+                track_rows=track_rows.get(vid, []),
+                mask_rows=mask_rows.get(vid, []),
+                upstream={"masks": _upstream(mask_summary.get(vid)), "tracking": _upstream(track_summary.get(vid))},
+            )
+        )
     return jobs
 
 
@@ -98,8 +131,13 @@ def compute_camera_poses(ctx: StepContext) -> pa.Table:
 
 QUALITY_SCHEMA = pa.schema(
     [
-        ("video_id", pa.string()), ("status", pa.string()), ("registered_ratio", pa.float64()),
-        ("reprojection_error", pa.float64()), ("registered", pa.bool_()), ("focal_plausible", pa.bool_()), ("tier", pa.string()),
+        ("video_id", pa.string()),
+        ("status", pa.string()),
+        ("registered_ratio", pa.float64()),
+        ("reprojection_error", pa.float64()),
+        ("registered", pa.bool_()),
+        ("focal_plausible", pa.bool_()),
+        ("tier", pa.string()),
     ]
 )
 
@@ -115,27 +153,50 @@ def compute_pose_quality(ctx: StepContext) -> pa.Table:
 
 PRODUCTS = [
     Product(
-        "dynamic_masks", "1", ("sampled_frames",), compute_dynamic_masks,
-        "Per-video mask summary; per-frame union and component masks (PNG) with coverage in LanceDB table dynamic_masks.",
-        "annotations", uses=("annotation_checks",),
-        schema=MASK_SUMMARY_SCHEMA, checks=("unique_video_ids",),
+        "dynamic_masks",
+        "1",
+        ("sampled_frames",),
+        compute_dynamic_masks,
+        "Per-video mask summary; per-frame union and component masks (PNG) with coverage in LanceDB table "
+        "dynamic_masks.",
+        "annotations",
+        uses=("annotation_checks",),
+        schema=MASK_SUMMARY_SCHEMA,
+        checks=("unique_video_ids",),
     ),
     Product(
-        "tracklets", "2", ("sampled_frames",), compute_tracklets,
-        "Per-video tracking summary; grid tracks per query window (xy float32, visibility, continued points) in LanceDB table tracklets.",
-        "annotations", uses=("annotation_checks",),
-        schema=TRACK_SUMMARY_SCHEMA, checks=("unique_video_ids",),
+        "tracklets",
+        "2",
+        ("sampled_frames",),
+        compute_tracklets,
+        "Per-video tracking summary; grid tracks per query window (xy float32, visibility, continued points) in "
+        "LanceDB table tracklets.",
+        "annotations",
+        uses=("annotation_checks",),
+        schema=TRACK_SUMMARY_SCHEMA,
+        checks=("unique_video_ids",),
     ),
     Product(
-        "camera_poses", "2", ("sampled_frames", "dynamic_masks", "tracklets"), compute_camera_poses,
-        "Bundle-adjusted world-to-camera poses per sampled frame, registered flags, shared intrinsics, reprojection error.",
-        "annotations", uses=("annotation_checks",),
-        schema=POSES_SCHEMA, checks=("unique_video_ids", "valid_poses"),
+        "camera_poses",
+        "2",
+        ("sampled_frames", "dynamic_masks", "tracklets"),
+        compute_camera_poses,
+        "Bundle-adjusted world-to-camera poses per sampled frame, registered flags, shared intrinsics, "
+        "reprojection error.",
+        "annotations",
+        uses=("annotation_checks",),
+        schema=POSES_SCHEMA,
+        checks=("unique_video_ids", "valid_poses"),
     ),
     Product(
-        "pose_quality", "2", ("camera_poses",), compute_pose_quality,
+        "pose_quality",
+        "2",
+        ("camera_poses",),
+        compute_pose_quality,
         "Registered ratio, reprojection tier and the per-video tier label users filter on.",
-        "annotations", uses=("annotation_checks",),
-        schema=QUALITY_SCHEMA, checks=("unique_video_ids",),
+        "annotations",
+        uses=("annotation_checks",),
+        schema=QUALITY_SCHEMA,
+        checks=("unique_video_ids",),
     ),
 ]

@@ -8,9 +8,9 @@ from typing import Callable
 import pyarrow as pa
 
 from dynpose.graph.executors import Executor, InProcessExecutor
+from dynpose.graph.settings import Settings
 from dynpose.storage.ingest import Registry
 from dynpose.storage.lake import Lake
-from dynpose.graph.settings import Settings
 
 
 @dataclass
@@ -55,5 +55,3 @@ class Product:
 
 
 AGGREGATE = "all"
-
-

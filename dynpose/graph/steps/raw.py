@@ -26,13 +26,21 @@ def compute_sampled_frames(ctx: StepContext) -> pa.Table:
 
 PRODUCTS = [
     Product(
-        "clip_catalog", "1", (), compute_clip_catalog,
-        "One row per video: source, container, codec, size, fps, frames, duration, rotation, audio, caption, labels, status.",
+        "clip_catalog",
+        "1",
+        (),
+        compute_clip_catalog,
+        "One row per video: source, container, codec, size, fps, frames, duration, rotation, audio, caption, "
+        "labels, status.",
         "raw",
-        schema=catalog.CATALOG_SCHEMA, checks=("unique_video_ids",),
+        schema=catalog.CATALOG_SCHEMA,
+        checks=("unique_video_ids",),
     ),
     Product(
-        "sampled_frames", "1", ("clip_catalog",), compute_sampled_frames,
+        "sampled_frames",
+        "1",
+        ("clip_catalog",),
+        compute_sampled_frames,
         "The frames annotation uses (12 fps by default) with their source indices and timestamps.",
         "annotations",
         schema=catalog.FRAMES_SCHEMA,

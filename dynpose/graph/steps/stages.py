@@ -16,11 +16,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dynpose.domain.annotate.decisions import AnnotationChecks, Verdict, frames_verdict, motion_verdict, poses_verdict, track_motion
-from dynpose.domain.camera import PoseResult
+from dynpose.domain.annotate.decisions import (
+    AnnotationChecks,
+    Verdict,
+    frames_verdict,
+    motion_verdict,
+    poses_verdict,
+    track_motion,
+)
 from dynpose.domain.annotate.masks import COMPONENTS, MaskConfig, compute_dynamic_masks, decode_mask, encode_mask
 from dynpose.domain.annotate.sfm import SfmConfig, failed_result, run_sfm
 from dynpose.domain.annotate.tracking import TrackConfig, Tracklets, TrackWindow, track_grid
+from dynpose.domain.camera import PoseResult
 from dynpose.domain.catalog import FrameSettings, open_source
 from dynpose.domain.poses import pose_row
 from dynpose.domain.status import Status
@@ -62,6 +69,7 @@ def _usable_frames(video: dict, frames: FrameSettings, checks: AnnotationChecks)
 
 # -- dynamic masks ----------------------------------------------------------------------------
 
+
 def _masks(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: AnnotationChecks) -> tuple:
     sampled, failure = _usable_frames(video, frames, checks)
     if failure:
@@ -71,8 +79,11 @@ def _masks(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: Annotati
     rows, digest = [], hashlib.sha256()
     for i in range(len(sampled)):
         row = {
-            "video_id": video["video_id"], "frame_index": i, "source_index": int(sampled.source_indices[i]),
-            "timestamp_s": float(sampled.timestamps[i]), "mask_png": encode_mask(masks.union[i]),
+            "video_id": video["video_id"],
+            "frame_index": i,
+            "source_index": int(sampled.source_indices[i]),
+            "timestamp_s": float(sampled.timestamps[i]),
+            "mask_png": encode_mask(masks.union[i]),
             "coverage_union": float(coverage["union"][i]),
         }
         for name in COMPONENTS:
@@ -81,10 +92,13 @@ def _masks(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: Annotati
         digest.update(row["mask_png"])
         rows.append(row)
     summary = {
-        "n_frames": len(sampled), "detected_frames": len(masks.detected_frames),
-        "mean_union_coverage": float(np.mean(coverage["union"])), "p90_union_coverage": float(np.quantile(coverage["union"], 0.9)),
+        "n_frames": len(sampled),
+        "detected_frames": len(masks.detected_frames),
+        "mean_union_coverage": float(np.mean(coverage["union"])),
+        "p90_union_coverage": float(np.quantile(coverage["union"], 0.9)),
         **{f"mean_{n}_coverage": float(np.mean(coverage[n])) for n in COMPONENTS},
-        "stage_seconds": json.dumps(masks.timings), "content_sha": digest.hexdigest()[:16],
+        "stage_seconds": json.dumps(masks.timings),
+        "content_sha": digest.hexdigest()[:16],
     }
     return Verdict(Status.ok), summary, rows
 
@@ -110,6 +124,7 @@ def masks_from_rows(rows: list[dict], column: str = "mask_png") -> np.ndarray:
 
 # -- tracklets ---------------------------------------------------------------------------------
 
+
 def _tracks(video: dict, frames: FrameSettings, cfg: TrackConfig, checks: AnnotationChecks) -> tuple:
     sampled, failure = _usable_frames(video, frames, checks)
     if failure:
@@ -120,17 +135,28 @@ def _tracks(video: dict, frames: FrameSettings, cfg: TrackConfig, checks: Annota
         xy = np.ascontiguousarray(win.points, np.float32)
         vis = np.ascontiguousarray(win.visible, np.uint8)
         digest.update(xy.tobytes())
-        rows.append({
-            "video_id": video["video_id"], "window": w, "query_frame": int(win.query_frame),
-            "frame_indices": [int(i) for i in win.frame_indices], "num_points": int(xy.shape[1]),
-            "xy": xy.tobytes(), "visible": vis.tobytes(), "continues": win.continues.astype(np.int32).tobytes(),
-        })
+        rows.append(
+            {
+                "video_id": video["video_id"],
+                "window": w,
+                "query_frame": int(win.query_frame),
+                "frame_indices": [int(i) for i in win.frame_indices],
+                "num_points": int(xy.shape[1]),
+                "xy": xy.tobytes(),
+                "visible": vis.tobytes(),
+                "continues": win.continues.astype(np.int32).tobytes(),
+            }
+        )
     survival = tracks.survival()
     summary = {
-        "n_frames": tracks.num_frames, "width": tracks.width, "height": tracks.height, "windows": len(tracks.windows),
+        "n_frames": tracks.num_frames,
+        "width": tracks.width,
+        "height": tracks.height,
+        "windows": len(tracks.windows),
         "observations": tracks.num_observations,
         "mean_final_survival": float(np.nanmean(survival[:, -1])) if survival.size else float("nan"),
-        "stage_seconds": json.dumps(tracks.timings), "content_sha": digest.hexdigest()[:16],
+        "stage_seconds": json.dumps(tracks.timings),
+        "content_sha": digest.hexdigest()[:16],
     }
     return Verdict(Status.ok), summary, rows
 
@@ -143,17 +169,23 @@ def tracklets_from_rows(rows: list[dict], num_frames: int, width: int, height: i
     windows = []
     for r in sorted(rows, key=lambda r: r["window"]):
         t, p = len(r["frame_indices"]), r["num_points"]
-        windows.append(TrackWindow(
-            query_frame=r["query_frame"], frame_indices=np.asarray(r["frame_indices"]),
-            points=np.frombuffer(r["xy"], np.float32).reshape(t, p, 2),
-            visible=np.frombuffer(r["visible"], np.uint8).reshape(t, p).astype(bool),
-            # rows written before continued tracks existed have none
-            continues=np.frombuffer(r["continues"], np.int32).astype(np.int64) if r.get("continues") is not None else None,
-        ))
+        windows.append(
+            TrackWindow(
+                query_frame=r["query_frame"],
+                frame_indices=np.asarray(r["frame_indices"]),
+                points=np.frombuffer(r["xy"], np.float32).reshape(t, p, 2),
+                visible=np.frombuffer(r["visible"], np.uint8).reshape(t, p).astype(bool),
+                # rows written before continued tracks existed have none
+                continues=np.frombuffer(r["continues"], np.int32).astype(np.int64)
+                if r.get("continues") is not None
+                else None,
+            )
+        )
     return Tracklets(windows, num_frames, width, height)
 
 
 # -- camera poses --------------------------------------------------------------------------------
+
 
 @dataclass
 class Upstream:
@@ -208,8 +240,26 @@ def poses_for_video(job: PoseJob, cfg: SfmConfig, checks: AnnotationChecks) -> d
     peak = max([p for p in (peak, *(u.peak_mib for u in job.upstream.values())) if p == p], default=float("nan"))
     if status != "ok":
         result = failed_result(ts, job.width, job.height, value)
-        return pose_row(job.video_id, OURS, result, job.source_indices, status=Status.failed, message=value,
-                        seconds=total, peak_mib=peak, stage_seconds=stage_seconds)
+        return pose_row(
+            job.video_id,
+            OURS,
+            result,
+            job.source_indices,
+            status=Status.failed,
+            message=value,
+            seconds=total,
+            peak_mib=peak,
+            stage_seconds=stage_seconds,
+        )
     verdict, result = value
-    return pose_row(job.video_id, OURS, result, job.source_indices, status=verdict.status, message=verdict.message,
-                    seconds=total, peak_mib=peak, stage_seconds=stage_seconds)
+    return pose_row(
+        job.video_id,
+        OURS,
+        result,
+        job.source_indices,
+        status=verdict.status,
+        message=verdict.message,
+        seconds=total,
+        peak_mib=peak,
+        stage_seconds=stage_seconds,
+    )
