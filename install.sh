@@ -14,6 +14,9 @@ command -v "$PY" >/dev/null || PY=python3
 extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
 .venv/bin/python -m pip install --quiet -e ".${extra}"
+# Both ask for opencv-python, a second cv2 build that would overwrite the pinned headless+contrib one
+# in the same folder; their other requirements are pinned in pyproject.toml.
+.venv/bin/python -m pip install --quiet --no-deps "rapidocr_onnxruntime==1.4.4" "scenedetect==0.7.2"
 [ -n "$extra" ] && infra/install_sam2.sh  # the tests exercise the SAM2 back end with a random-init model
 .venv/bin/dynpose --help >/dev/null
 echo "installed: $(.venv/bin/python -c 'import dynpose, torch; print("dynpose", dynpose.__version__, "torch", torch.__version__)')"

@@ -7,12 +7,13 @@ compute nothing (the ledger answers every shard).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dynpose.domain.filters.cascade import FILTERS
 from dynpose.evaluation.markdown import machine_line, markdown_table
 
 
@@ -24,13 +25,15 @@ def write_noise_clip(path: Path, seed: int, frames: int = 12, size: int = 64, fp
     encode_mp4(path, np.stack([base[i : i + size, i : i + size] for i in range(frames)]), fps)
 
 
-def noop_rerun(workdir: Path, shards: int = 100, lake_url: str | None = None, select: list[str] | None = None, log=print) -> list[dict]:
+def noop_rerun(
+    workdir: Path, shards: int = 100, lake_url: str | None = None, select: list[str] | None = None, log=print
+) -> list[dict]:
     """``select`` defaults to the raw products (catalog, frame index): the planning cost per product
     shard is what is measured, and noise clips would only exercise the annotators' failure paths."""
-    from dynpose.storage.ingest import ingest
-    from dynpose.storage.lake import Lake
     from dynpose.graph.orchestrate import materialize
     from dynpose.graph.settings import IngestSettings
+    from dynpose.storage.ingest import ingest
+    from dynpose.storage.lake import Lake
 
     src = workdir / "videos"
     src.mkdir(parents=True, exist_ok=True)
@@ -51,14 +54,27 @@ def noop_rerun(workdir: Path, shards: int = 100, lake_url: str | None = None, se
         again = materialize(lake_url, select=select, progress=False)
         wall = time.perf_counter() - t0
         computed = sum(o.action == "computed" for o in again)
-        rows.append({
-            "run": f"no-op rerun {attempt + 1}", "shards": shards, "product shards": len(again),
-            "computed": computed, "wall s": wall, "ms per shard": 1000 * wall / shards,
-        })
-    rows.insert(0, {
-        "run": "first materialization", "shards": shards, "product shards": len(first),
-        "computed": sum(o.action == "computed" for o in first), "wall s": t_first, "ms per shard": 1000 * t_first / shards,
-    })
+        rows.append(
+            {
+                "run": f"no-op rerun {attempt + 1}",
+                "shards": shards,
+                "product shards": len(again),
+                "computed": computed,
+                "wall s": wall,
+                "ms per shard": 1000 * wall / shards,
+            }
+        )
+    rows.insert(
+        0,
+        {
+            "run": "first materialization",
+            "shards": shards,
+            "product shards": len(first),
+            "computed": sum(o.action == "computed" for o in first),
+            "wall s": t_first,
+            "ms per shard": 1000 * t_first / shards,
+        },
+    )
     return rows
 
 
@@ -70,9 +86,17 @@ class PoseBenchmarkResult:
 
 
 def pose_benchmark(
-    out: Path, suite: str | None = None, methods: list[str] | None = None, seed: int = 0, limit: int | None = None,
-    executor: str = "in_process", ray_address: str | None = None, settings_file: str | None = None, log=print,
-    workers: int | None = None, clips: list[str] | None = None,
+    out: Path,
+    suite: str | None = None,
+    methods: list[str] | None = None,
+    seed: int = 0,
+    limit: int | None = None,
+    executor: str = "in_process",
+    ray_address: str | None = None,
+    settings_file: str | None = None,
+    log=print,
+    workers: int | None = None,
+    clips: list[str] | None = None,
 ) -> PoseBenchmarkResult:
     """Run the asset graph on a synthetic suite and collect the comparison tables.
 
@@ -83,24 +107,28 @@ def pose_benchmark(
     first N clips, ``clips`` those whose names start with one of the given prefixes.
     """
     import os
-
     import shutil
 
     import yaml
 
-    from dynpose.storage.ingest import ingest
-    from dynpose.storage.lake import Lake
+    from dynpose.domain.synth import generate_suite
     from dynpose.graph.orchestrate import materialize
     from dynpose.graph.settings import load_settings, settings_to_dict
-    from dynpose.domain.synth import generate_suite
+    from dynpose.storage.ingest import ingest
+    from dynpose.storage.lake import Lake
 
     out.mkdir(parents=True, exist_ok=True)
     if suite is None:
         suite_dir = out / "suite"
         if not (suite_dir / "manifest.json").exists():
             log(f"rendering the 'bench' suite (seed {seed}) into {suite_dir}")
-            generate_suite(suite_dir, "bench", seed=seed, workers=workers or os.cpu_count() or 1,
-                           progress=lambda d, t, n: log(f"  rendered {d}/{t} {n}") if d and n else None)
+            generate_suite(
+                suite_dir,
+                "bench",
+                seed=seed,
+                workers=workers or os.cpu_count() or 1,
+                progress=lambda d, t, n: log(f"  rendered {d}/{t} {n}") if d and n else None,
+            )
     else:
         suite_dir = Path(suite)
     source = suite_dir
@@ -108,6 +136,7 @@ def pose_benchmark(
         source = out / "suite_subset"
         _link_subset(suite_dir, source, limit, clips)
     settings = load_settings(settings_file)
+    settings.annotation.videos = "all"  # the pose benchmark measures every clip, kept by the filters or not
     baselines = [m for m in (methods or ["ours", *settings.baseline_poses.methods]) if m != "ours"]
     settings.baseline_poses.methods = tuple(baselines)
     settings_path = out / "settings.yaml"
@@ -129,24 +158,50 @@ def pose_benchmark(
     shutil.copytree(lake.path("reports", "dataset_statistics"), report_dir / "dataset_statistics")
     report = lake.read_product("benchmark_report").to_pylist()
     wanted = set(methods) if methods else None
-    main = [_strip(r) for r in report if r["table"].startswith("all videos") and (wanted is None or r["method"] in wanted)]
-    subset = [_strip(r) for r in report if not r["table"].startswith("all videos") and (wanted is None or r["method"] in wanted)]
+    main = [
+        _strip(r) for r in report if r["table"].startswith("all videos") and (wanted is None or r["method"] in wanted)
+    ]
+    subset = [
+        _strip(r)
+        for r in report
+        if not r["table"].startswith("all videos") and (wanted is None or r["method"] in wanted)
+    ]
     tables = [("All videos (failures filled)", main), ("Videos where all methods succeed", subset)]
     tables.append(("Our pipeline: mean seconds per stage per video", stage_table(lake)))
     masks = lake.read_product("mask_benchmark")
     if masks is not None and masks.num_rows:
-        tables.append(("Dynamic masks: mean IoU against ground truth", [
-            {"component": c[4:], "mean IoU": float(np.nanmean(masks.column(c).to_numpy(zero_copy_only=False)))}
-            for c in masks.column_names if c.startswith("iou_")
-        ]))
+        tables.append(
+            (
+                "Dynamic masks: mean IoU against ground truth",
+                [
+                    {"component": c[4:], "mean IoU": float(np.nanmean(masks.column(c).to_numpy(zero_copy_only=False)))}
+                    for c in masks.column_names
+                    if c.startswith("iou_")
+                ],
+            )
+        )
     # A rerun on the same --out recomputes only stale partitions, so its wall time covers those alone.
     computed = sum(o.action == "computed" for o in outcomes)
-    tables.append(("Run", [{"videos": len({r['video_id'] for r in lake.read_product('pose_benchmark').to_pylist()}),
-                            "workers": workers, "wall s": wall, "computed": computed,
-                            "up to date": len(outcomes) - computed, "machine": machine_line()}]))
+    tables.append(
+        (
+            "Run",
+            [
+                {
+                    "videos": len({r["video_id"] for r in lake.read_product("pose_benchmark").to_pylist()}),
+                    "workers": workers,
+                    "wall s": wall,
+                    "computed": computed,
+                    "up to date": len(outcomes) - computed,
+                    "machine": machine_line(),
+                }
+            ],
+        )
+    )
     with open(report_dir / "report.md", "a") as f:
-        f.write(f"\n\n## Run\n\n{machine_line()}; {workers} video(s) at a time; wall time {wall:.0f} s for "
-                f"{computed} product partition(s) computed ({len(outcomes) - computed} already up to date).\n\n")
+        f.write(
+            f"\n\n## Run\n\n{machine_line()}; {workers} video(s) at a time; wall time {wall:.0f} s for "
+            f"{computed} product partition(s) computed ({len(outcomes) - computed} already up to date).\n\n"
+        )
         f.write("Our pipeline, mean seconds per stage per video:\n\n" + markdown_table(tables[2][1]) + "\n")
     return PoseBenchmarkResult(tables, report_dir / "report.md", lake_url)
 
@@ -161,8 +216,20 @@ def stage_table(lake) -> list[dict]:
             stages.setdefault(name, []).append(sec)
     out = [{"stage": k, "mean s": float(np.mean(v)), "max s": float(np.max(v))} for k, v in stages.items()]
     if rows:
-        out.append({"stage": "total", "mean s": float(np.mean([r["seconds"] for r in rows])), "max s": float(np.max([r["seconds"] for r in rows]))})
-        out.append({"stage": "peak memory MiB", "mean s": float(np.mean([r["peak_mib"] for r in rows])), "max s": float(np.max([r["peak_mib"] for r in rows]))})
+        out.append(
+            {
+                "stage": "total",
+                "mean s": float(np.mean([r["seconds"] for r in rows])),
+                "max s": float(np.max([r["seconds"] for r in rows])),
+            }
+        )
+        out.append(
+            {
+                "stage": "peak memory MiB",
+                "mean s": float(np.mean([r["peak_mib"] for r in rows])),
+                "max s": float(np.max([r["peak_mib"] for r in rows])),
+            }
+        )
     return out
 
 
@@ -199,3 +266,143 @@ def _link_subset(suite_dir: Path, target: Path, limit: int | None, prefixes: lis
             if not dst.exists():
                 dst.symlink_to((suite_dir / rel).resolve())
     (target / "manifest.json").write_text(json.dumps(clips, indent=1))
+
+
+@dataclass
+class FilterBenchmarkResult:
+    tables: list[tuple[str, list[dict]]]
+    report: Path
+    lake: str
+
+
+FILTER_PRODUCTS = ["clip_catalog", *[f"filter_{n}" for n in FILTERS], "filter_decisions", "filter_benchmark"]
+
+
+def filter_benchmark(
+    out: Path,
+    suite: str | None = None,
+    seed: int = 1,
+    settings_file: str | None = None,
+    workers: int | None = None,
+    tune: bool = False,
+    size: int | None = None,
+    log=print,
+) -> FilterBenchmarkResult:
+    """Every filter on every video of a labelled suite (no gating, so every curve is complete), the
+    cascade's staged decision, and the Table 5 style report. ``tune`` also fits the cascade's
+    thresholds on this suite: only ever on a tuning split (seed 0), never on the one reported."""
+    import os
+    import shutil
+
+    import yaml
+
+    from dynpose.domain.synth import generate_suite
+    from dynpose.evaluation.filters import Labelled, tune_cascade
+    from dynpose.evaluation.markdown import write_markdown_with_plots
+    from dynpose.evaluation.report import filter_table, plot_pr_rows
+    from dynpose.graph.orchestrate import materialize
+    from dynpose.graph.settings import load_settings, settings_to_dict
+    from dynpose.storage.ingest import ingest
+    from dynpose.storage.lake import Lake
+
+    out.mkdir(parents=True, exist_ok=True)
+    workers = workers or os.cpu_count() or 1
+    if suite is None:
+        suite_dir = out / "suite"
+        if not (suite_dir / "manifest.json").exists():
+            log(f"rendering the 'filters' suite (seed {seed}) into {suite_dir}")
+            generate_suite(suite_dir, "filters", seed=seed, workers=workers, size=size)
+    else:
+        suite_dir = Path(suite)
+    settings = load_settings(settings_file)
+    settings.filter_decisions.mode = "all"
+    settings_path = out / "settings.yaml"
+    settings_path.write_text(yaml.safe_dump(_plain(settings_to_dict(settings))))
+    lake_url = str(out / "lake")
+    log(ingest(str(suite_dir), Lake(lake_url), settings.ingest).summary())
+    t0 = time.perf_counter()
+    outcomes = materialize(lake_url, str(settings_path), select=FILTER_PRODUCTS, workers=workers)
+    wall = time.perf_counter() - t0
+    failed = [o for o in outcomes if o.action == "failed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} product(s) failed: {', '.join(f'{o.product}[{o.shard}]' for o in failed)}")
+    lake = Lake(lake_url)
+    bench = lake.read_product("filter_benchmark").to_pylist()
+    catalog = {r["video_id"]: r for r in lake.read_product("clip_catalog").to_pylist()}
+    decisions = lake.read_product("filter_decisions").to_pylist()
+    tables = [("Table 5: each filter alone, the cumulative ablation, the cascade", filter_table(bench))]
+    by_category: dict[str, dict] = {}
+    for d in decisions:
+        c = catalog[d["video_id"]]
+        key = c["label_category"] or c["status"]
+        row = by_category.setdefault(key, {"category": key, "videos": 0, "kept": 0})
+        row["videos"] += 1
+        row["kept"] += int(bool(d["kept"]))
+        if d["stage_left"]:
+            row[f"left at {d['stage_left']}"] = row.get(f"left at {d['stage_left']}", 0) + 1
+    stages = sorted({k for r in by_category.values() for k in r} - {"category", "videos", "kept"})
+    tables.append(
+        (
+            "Where each category left the cascade",
+            [
+                {
+                    "category": r["category"],
+                    "videos": r["videos"],
+                    "kept": r["kept"],
+                    **{s: r.get(s, 0) for s in stages},
+                }
+                for r in sorted(by_category.values(), key=lambda r: r["category"])
+            ],
+        )
+    )
+    cost = []
+    for name in FILTERS:
+        rows = [r for r in lake.read_product(f"filter_{name}").to_pylist() if r["score"] is not None]
+        per10 = [
+            10.0 * r["seconds"] / catalog[r["video_id"]]["duration_s"]
+            for r in rows
+            if catalog[r["video_id"]]["duration_s"]
+        ]
+        cost.append(
+            {
+                "filter": name,
+                "videos scored": len(rows),
+                "mean s / video": float(np.mean([r["seconds"] for r in rows])) if rows else float("nan"),
+                "mean s / 10 s of video": float(np.mean(per10)) if per10 else float("nan"),
+            }
+        )
+    tables.append(
+        ("Seconds per video per filter (each in its own child process; includes decoding or the frame cache)", cost)
+    )
+    if tune:
+        labelled = [
+            Labelled(v, int(c["label_suitable"]), c["label_category"])
+            for v, c in catalog.items()
+            if c["label_suitable"] is not None and c["status"] == "ok"
+        ]
+        scores = {d["video_id"]: {n: d[f"{n}_score"] for n in FILTERS} for d in decisions}
+        tuned, fit = tune_cascade(labelled, scores)
+        tables.append(
+            (
+                "Cascade thresholds fitted on this suite (tuning split only)",
+                [
+                    {
+                        "stage_thresholds": ", ".join(f"{t:.3f}" for t in tuned.stage_thresholds),
+                        "final_threshold": tuned.final_threshold,
+                        **fit,
+                    }
+                ],
+            )
+        )
+    tables.append(("Run", [{"videos": len(decisions), "workers": workers, "wall s": wall, "machine": machine_line()}]))
+    md = [f"# Filter benchmark: {suite_dir}", "", machine_line(), ""]
+    for title, rows in tables:
+        md += [f"## {title}", "", markdown_table(rows) if rows else "_No rows (labels of one class only?)._", ""]
+    plots = {"pr_curves.png": plot_pr_rows([r for r in bench if r["kind"] != "cumulative"])} if bench else {}
+    if plots:
+        md += ["![PR curves](pr_curves.png)", ""]
+    report_dir = out / "report"
+    if report_dir.exists():
+        shutil.rmtree(report_dir)
+    path = write_markdown_with_plots(report_dir, "report.md", "\n".join(md), plots)
+    return FilterBenchmarkResult(tables, path, lake_url)

@@ -23,7 +23,10 @@ def _print_table(rows: list[dict], columns: list[str] | None = None) -> None:
         print("(no rows)")
         return
     columns = columns or list(rows[0])
-    cells = [[("" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r[c])) for c in columns] for r in rows]
+    cells = [
+        [("" if r.get(c) is None else f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r[c])) for c in columns]
+        for r in rows
+    ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     print("  ".join("-" * w for w in widths))
@@ -47,9 +50,9 @@ def _ingest_progress():
 
 
 def cmd_ingest(args) -> int:
+    from dynpose.graph.settings import load_settings
     from dynpose.storage.ingest import ingest
     from dynpose.storage.lake import Lake
-    from dynpose.graph.settings import load_settings
 
     settings = load_settings(args.settings)
     if args.shard_size:
@@ -68,10 +71,17 @@ def _summarize_outcomes(outcomes) -> None:
 
     counts = Counter((o.product, o.action) for o in outcomes)
     products = sorted({o.product for o in outcomes})
-    _print_table([
-        {"product": p, "computed": counts[(p, "computed")], "skipped (fresh)": counts[(p, "skipped")], "failed": counts[(p, "failed")]}
-        for p in products
-    ])
+    _print_table(
+        [
+            {
+                "product": p,
+                "computed": counts[(p, "computed")],
+                "skipped (fresh)": counts[(p, "skipped")],
+                "failed": counts[(p, "failed")],
+            }
+            for p in products
+        ]
+    )
 
 
 def cmd_materialize(args) -> int:
@@ -79,19 +89,28 @@ def cmd_materialize(args) -> int:
 
     t0 = time.perf_counter()
     outcomes = materialize(
-        _lake_url(args), args.settings, shards=args.shard, select=args.select,
-        executor=args.executor, ray_address=args.ray_address, progress=not args.quiet, workers=args.workers,
+        _lake_url(args),
+        args.settings,
+        shards=args.shard,
+        select=args.select,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        progress=not args.quiet,
+        workers=args.workers,
     )
     _summarize_outcomes(outcomes)
     computed = sum(o.action == "computed" for o in outcomes)
-    print(f"{computed} product shard(s) computed, {sum(o.action == 'skipped' for o in outcomes)} fresh and skipped in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"{computed} product shard(s) computed, {sum(o.action == 'skipped' for o in outcomes)} fresh and skipped "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return 1 if any(o.action == "failed" for o in outcomes) else 0
 
 
 def cmd_status(args) -> int:
+    from dynpose.graph.orchestrate import status
     from dynpose.storage.ingest import Registry
     from dynpose.storage.lake import Lake
-    from dynpose.graph.orchestrate import status
 
     lake = Lake(_lake_url(args))
     registry = Registry(lake)
@@ -102,10 +121,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_sql(args) -> int:
+    import duckdb
+
     from dynpose.storage.lake import Lake
     from dynpose.storage.sql import query
-
-    import duckdb
 
     try:
         table = query(Lake(_lake_url(args)), args.query)
@@ -132,13 +151,23 @@ def _write_csv(table, out) -> None:
 
 
 def cmd_ui(args) -> int:
-    from dynpose.storage.lake import Lake
     from dynpose.graph.orchestrate import dagster_home
+    from dynpose.storage.lake import Lake
 
     env = dict(os.environ, DYNPOSE_LAKE=_lake_url(args), DAGSTER_HOME=str(dagster_home(Lake(_lake_url(args)))))
     if args.settings:
         env["DYNPOSE_SETTINGS"] = str(Path(args.settings).resolve())
-    cmd = [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(args.port), "-m", "dynpose.graph.definitions"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster_webserver",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+        "-m",
+        "dynpose.graph.definitions",
+    ]
     print(f"Dagster UI on http://127.0.0.1:{args.port} (lake {env['DYNPOSE_LAKE']}); Ctrl-C stops it")
     return subprocess.call(cmd, env=env)
 
@@ -161,11 +190,15 @@ def video_rows(catalog: list[dict], poses: list[dict], quality: list[dict], benc
         else:
             status = p.get("status")
             frames = f"{sum(bool(x) for x in (p.get('registered') or []))}/{p.get('n_frames') or 0}"
-        rows.append({
-            "video": posixpath.basename(c.get("source_uri") or "") or vid, "status": status, "registered frames": frames,
-            "tier": tier.get(vid) if p is not None else None,
-            "ATE": ate.get(vid) if c.get("ground_truth_uri") else None,
-        })
+        rows.append(
+            {
+                "video": posixpath.basename(c.get("source_uri") or "") or vid,
+                "status": status,
+                "registered frames": frames,
+                "tier": tier.get(vid) if p is not None else None,
+                "ATE": ate.get(vid) if c.get("ground_truth_uri") else None,
+            }
+        )
     return rows
 
 
@@ -192,9 +225,9 @@ def demo_video_rows(lake) -> list[dict]:
 
 
 def cmd_demo(args) -> int:
+    from dynpose.graph.settings import load_settings
     from dynpose.storage.ingest import ingest
     from dynpose.storage.lake import Lake
-    from dynpose.graph.settings import load_settings
     from dynpose.storage.sql import query
 
     source = Path(args.source)
@@ -214,7 +247,7 @@ def cmd_demo(args) -> int:
     print()
     _print_table(demo_video_rows(lake), DEMO_COLUMNS)
     print(
-        f"\nNext:\n  dynpose --lake {lake_url} sql \"select * from clip_catalog\"\n"
+        f'\nNext:\n  dynpose --lake {lake_url} sql "select * from clip_catalog"\n'
         f"  dynpose --lake {lake_url} status\n  dynpose --lake {lake_url} ui    # then open http://127.0.0.1:3000"
     )
     return code
@@ -226,20 +259,63 @@ def cmd_annotate(args) -> int:
 
     st = load_settings(args.settings)
     cfg = AnnotateConfig(
-        fps=st.sampled_frames.fps, max_side=st.sampled_frames.max_side,
-        masks=None if args.no_masks else st.dynamic_masks, tracking=st.tracklets, sfm=st.camera_poses,
-        checks=st.annotation_checks, tiers=st.pose_quality,
+        fps=st.sampled_frames.fps,
+        max_side=st.sampled_frames.max_side,
+        masks=None if args.no_masks else st.dynamic_masks,
+        tracking=st.tracklets,
+        sfm=st.camera_poses,
+        checks=st.annotation_checks,
+        tiers=st.pose_quality,
     )
     ann = annotate_video(args.video, args.out, cfg)
     k = ann.poses.intrinsics
     print(f"{args.video}: {ann.status}" + (f" ({ann.message})" if ann.message else ""))
     if len(ann.timestamps):  # nothing decoded: no frames, poses or intrinsics to speak of
-        print(f"  {int(ann.poses.registered.sum())}/{len(ann.timestamps)} frames registered, reprojection error {ann.poses.reprojection_error:.3f} px, tier {ann.quality.tier}")
+        print(
+            f"  {int(ann.poses.registered.sum())}/{len(ann.timestamps)} frames registered, reprojection error "
+            f"{ann.poses.reprojection_error:.3f} px, tier {ann.quality.tier}"
+        )
         focal = "" if ann.quality.focal_plausible else " (implausible focal length: not tiered)"
         print(f"  intrinsics fx={k.fx:.1f} fy={k.fy:.1f} cx={k.cx:.1f} cy={k.cy:.1f} at {k.width}x{k.height}{focal}")
     print("  stage seconds: " + ", ".join(f"{name} {sec:.1f}" for name, sec in ann.timings.items()))
     print(f"  wrote {Path(args.out) / 'trajectory.tum'}, cameras.pkl, annotation.json")
     return 0 if ann.status == "ok" else 2
+
+
+def cmd_filter(args) -> int:
+    from dynpose.domain.filters.single import filter_video
+    from dynpose.graph.settings import load_settings
+
+    st = load_settings(args.settings)
+    configs = {
+        name: st.section(f"filter_{name}") for name in ("content", "flow", "focal", "distortion", "tracking", "masking")
+    }
+    out = filter_video(args.video, st.filter_frames, configs, st.filter_decisions)
+    if args.json:
+        print(json.dumps(out, indent=1, default=str))
+    else:
+        print(f"{args.video}: " + (out["status"] if out["status"] != "ok" else f"decoded in {out['decode_s']:.2f} s"))
+        _print_table(
+            [
+                {
+                    "filter": name,
+                    "score": f["score"],
+                    "status": f["status"],
+                    "seconds": f["seconds"],
+                    "why": f["message"] or "",
+                }
+                for name, f in out["filters"].items()
+            ]
+        )
+        for name, f in out["filters"].items():
+            if f["columns"]:
+                print(
+                    f"  {name}: "
+                    + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in f["columns"].items())
+                )
+        d = out["decision"]
+        print(("kept" if d["kept"] else f"rejected at {d['stage_left']}") + f": {d['reason']}")
+    return 0 if out["decision"]["kept"] else 3
 
 
 def cmd_synth(args) -> int:
@@ -255,7 +331,14 @@ def cmd_synth(args) -> int:
         bar.set_postfix_str(name)
         bar.refresh()
 
-    manifest = generate_suite(Path(args.out), args.suite, seed=args.seed, progress=progress, workers=args.workers or os.cpu_count() or 1)
+    manifest = generate_suite(
+        Path(args.out),
+        args.suite,
+        seed=args.seed,
+        progress=progress,
+        workers=args.workers or os.cpu_count() or 1,
+        size=args.size,
+    )
     bar.close()
     print(f"wrote {manifest}")
     return 0
@@ -270,8 +353,15 @@ def cmd_bench(args) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix=f"dynpose-bench-{args.what}-"))
     if args.what == "poses":
         result = benchmarks.pose_benchmark(
-            out, suite=args.suite, methods=args.methods, seed=args.seed, limit=args.limit,
-            executor=args.executor, ray_address=args.ray_address, settings_file=args.settings, workers=args.workers,
+            out,
+            suite=args.suite,
+            methods=args.methods,
+            seed=args.seed,
+            limit=args.limit,
+            executor=args.executor,
+            ray_address=args.ray_address,
+            settings_file=args.settings,
+            workers=args.workers,
             clips=args.clips,
         )
         for title, rows in result.tables:
@@ -280,10 +370,27 @@ def cmd_bench(args) -> int:
         print(f"\nreport: {result.report} (plots beside it; also the benchmark_report asset's metadata in the UI)")
         print(f"lake: {result.lake}  (dynpose --lake {result.lake} ui)")
         return 0
+    if args.what == "filters":
+        result = benchmarks.filter_benchmark(
+            out,
+            suite=args.suite,
+            seed=args.seed,
+            settings_file=args.settings,
+            workers=args.workers,
+            tune=args.tune,
+            size=args.size,
+        )
+        for title, rows in result.tables:
+            print(f"\n{title}")
+            _print_table(rows)
+        print(f"\nreport: {result.report} (PR curves beside it; also the filter_benchmark asset in the UI)")
+        print(f"lake: {result.lake}")
+        return 0
     if args.what == "noop-rerun":
         rows = benchmarks.noop_rerun(out, shards=args.shards, lake_url=args.lake)
         title = f"No-op rerun over {args.shards} shards"
-        notes = f"Reproduce: `dynpose bench noop-rerun --shards {args.shards}`. Each shard holds one tiny video; the rerun must compute nothing."
+        notes = f"Reproduce: `dynpose bench noop-rerun --shards {args.shards}`. Each shard holds one tiny video; "
+        "the rerun must compute nothing."
     else:
         raise SystemExit(f"unknown benchmark {args.what}")
     _print_table(rows)
@@ -292,20 +399,43 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dynpose", description="Dynamic camera pose dataset curation on a shard-partitioned lake.")
-    parser.add_argument("--lake", help=f"lake root: a path or s3://bucket/prefix (env DYNPOSE_LAKE, default {DEFAULT_LAKE})")
-    parser.add_argument("--settings", default=os.environ.get("DYNPOSE_SETTINGS"), help="YAML settings file (env DYNPOSE_SETTINGS)")
-    parser.add_argument("--verbose", action="store_true", default=None,
-                        help="native library logs (MediaPipe, COLMAP, Ray) on the terminal instead of <lake>/_logs (env DYNPOSE_VERBOSE=1)")
+    parser = argparse.ArgumentParser(
+        prog="dynpose", description="Dynamic camera pose dataset curation on a shard-partitioned lake."
+    )
+    parser.add_argument(
+        "--lake", help=f"lake root: a path or s3://bucket/prefix (env DYNPOSE_LAKE, default {DEFAULT_LAKE})"
+    )
+    parser.add_argument(
+        "--settings", default=os.environ.get("DYNPOSE_SETTINGS"), help="YAML settings file (env DYNPOSE_SETTINGS)"
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=None,
+        help="native library logs (MediaPipe, COLMAP, Ray) on the terminal instead of <lake>/_logs (env "
+        "DYNPOSE_VERBOSE=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def executor_args(p):
-        p.add_argument("--executor", choices=["in_process", "ray"], default=os.environ.get("DYNPOSE_EXECUTOR", "in_process"))
-        p.add_argument("--ray-address", default=os.environ.get("DYNPOSE_RAY_ADDRESS"), help="Ray cluster address (default: start a local Ray on 127.0.0.1)")
-        p.add_argument("--workers", type=int, default=None,
-                       help="in_process: videos processed at a time (env DYNPOSE_WORKERS; default 1, bench: all cores)")
+        p.add_argument(
+            "--executor", choices=["in_process", "ray"], default=os.environ.get("DYNPOSE_EXECUTOR", "in_process")
+        )
+        p.add_argument(
+            "--ray-address",
+            default=os.environ.get("DYNPOSE_RAY_ADDRESS"),
+            help="Ray cluster address (default: start a local Ray on 127.0.0.1)",
+        )
+        p.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="in_process: videos processed at a time (env DYNPOSE_WORKERS; default 1, bench: all cores)",
+        )
 
-    p = sub.add_parser("demo", help="render sample videos if SOURCE is empty, ingest, materialize everything, summarize")
+    p = sub.add_parser(
+        "demo", help="render sample videos if SOURCE is empty, ingest, materialize everything, summarize"
+    )
     p.add_argument("--source", default="./demo_videos")
     p.add_argument("--seed", type=int, default=0)
     executor_args(p)
@@ -331,23 +461,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_sql)
 
-    p = sub.add_parser("annotate", help="annotate one video without Dagster: trajectory.tum, cameras.pkl, annotation.json")
+    p = sub.add_parser(
+        "annotate", help="annotate one video without Dagster: trajectory.tum, cameras.pkl, annotation.json"
+    )
     p.add_argument("video")
     p.add_argument("--out", required=True)
     p.add_argument("--no-masks", action="store_true", help="skip dynamic masking (all tracks count as static)")
     p.set_defaults(func=cmd_annotate)
 
-    p = sub.add_parser("synth", help="render a synthetic suite with exact ground truth (videos, poses, depth, masks, correspondences)")
+    p = sub.add_parser("filter", help="every filter's score and the cascade's decision for one video, without Dagster")
+    p.add_argument("video")
+    p.add_argument("--json", action="store_true", help="everything as JSON (sub-scores and measurements included)")
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser(
+        "synth", help="render a synthetic suite with exact ground truth (videos, poses, depth, masks, correspondences)"
+    )
     p.add_argument("out")
     p.add_argument("--suite", choices=["tiny", "bench", "filters"], default="tiny")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, help="clips rendered at a time (default: one per core)")
+    p.add_argument("--size", type=int, help="filters suite: number of clips (default 204)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("bench", help="benchmarks: print a table and write a markdown report")
-    p.add_argument("what", nargs="?", default="poses", choices=["poses", "noop-rerun"])
+    p.add_argument("what", nargs="?", default="poses", choices=["poses", "filters", "noop-rerun"])
+    p.add_argument("--size", type=int, help="filters: clips of the rendered filters suite (default 204)")
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="filters: also fit the cascade thresholds on this suite (a tuning split only)",
+    )
     p.add_argument("--suite", help="poses: a synthetic suite folder (default: render the 'bench' suite into OUT/suite)")
-    p.add_argument("--methods", nargs="+", help="poses: methods to compare (default: ours and every configured baseline)")
+    p.add_argument(
+        "--methods", nargs="+", help="poses: methods to compare (default: ours and every configured baseline)"
+    )
     p.add_argument("--limit", type=int, help="poses: only the first N clips of the suite")
     p.add_argument("--clips", nargs="+", help="poses: only the clips whose names start with these prefixes (e.g. 018)")
     p.add_argument("--seed", type=int, default=0)
@@ -363,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that run native code (and child processes) whose log lines go to a file, not the terminal.
-LOGGED_COMMANDS = ("demo", "materialize", "bench", "annotate", "ingest", "synth")
+LOGGED_COMMANDS = ("demo", "materialize", "bench", "annotate", "filter", "ingest", "synth")
 
 
 def _log_dir(args) -> Path:

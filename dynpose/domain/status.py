@@ -21,5 +21,8 @@ class Status(StrEnum):
     static_camera = "static_camera"
     sfm_failed = "sfm_failed"
     low_registration = "low_registration"
+    # the filtering cascade (dynpose.domain.filters.cascade): not failures of the video's data
+    not_reached = "not_reached"  # a filter the cascade never ran: an earlier stage rejected the video
+    filtered_out = "filtered_out"  # an annotation product skipped the video: the cascade did not keep it
     # a crash of one video's work (native fault, killed for memory): recorded, the shard goes on
     failed = "failed"

@@ -22,8 +22,15 @@ from dynpose.evaluation.metrics.trajectory import summarize_trajectories
 
 NAN = float("nan")
 COLUMNS = [
-    "method", "% registered", "ATE", "RPE-t", "RPE-r", "mean reprojection",
-    *(f"% < {t:g} px" for t in THRESHOLDS), "seconds per video", "peak memory MiB",
+    "method",
+    "% registered",
+    "ATE",
+    "RPE-t",
+    "RPE-r",
+    "mean reprojection",
+    *(f"% < {t:g} px" for t in THRESHOLDS),
+    "seconds per video",
+    "peak memory MiB",
 ]
 NO_FILTERS = "No filter scores yet: the filter products have not been built, so no precision / recall is reported."
 
@@ -87,7 +94,9 @@ class BenchmarkReport:
         return write_markdown_with_plots(folder, "report.md", self.markdown, self.plots)
 
 
-def method_table(pose_rows: list[dict], reprojection_rows: list[dict], methods: list[str], videos: set | None = None) -> list[dict]:
+def method_table(
+    pose_rows: list[dict], reprojection_rows: list[dict], methods: list[str], videos: set | None = None
+) -> list[dict]:
     """Paper Tables 2 and 3 side by side, one row per method, over ``videos`` (all when None)."""
     keep = lambda r: videos is None or r["video_id"] in videos  # noqa: E731
     out = []
@@ -96,16 +105,22 @@ def method_table(pose_rows: list[dict], reprojection_rows: list[dict], methods: 
         # Videos without ground-truth poses (correspondences only) carry no ATE: not averaged.
         traj = summarize_trajectories([r for r in poses if np.isfinite(_num(r.get("ate")))])
         # NaN reprojection: a video without ground-truth correspondences.
-        reproj = summarize_reprojection(_finite(r.get("reprojection_px") for r in reprojection_rows if r["method"] == method and keep(r)))
-        out.append({
-            "method": method,
-            "% registered": 100.0 * float(np.mean([bool(r["success"]) for r in poses])) if poses else NAN,
-            "ATE": traj["ate"], "RPE-t": traj["rpe_t"], "RPE-r": traj["rpe_r"],
-            "mean reprojection": reproj["mean"],
-            **{f"% < {t:g} px": reproj[f"pct_under_{t:g}"] for t in THRESHOLDS},
-            "seconds per video": _nanmean(r.get("seconds") for r in poses),
-            "peak memory MiB": _nanmax(r.get("peak_mib") for r in poses),
-        })
+        reproj = summarize_reprojection(
+            _finite(r.get("reprojection_px") for r in reprojection_rows if r["method"] == method and keep(r))
+        )
+        out.append(
+            {
+                "method": method,
+                "% registered": 100.0 * float(np.mean([bool(r["success"]) for r in poses])) if poses else NAN,
+                "ATE": traj["ate"],
+                "RPE-t": traj["rpe_t"],
+                "RPE-r": traj["rpe_r"],
+                "mean reprojection": reproj["mean"],
+                **{f"% < {t:g} px": reproj[f"pct_under_{t:g}"] for t in THRESHOLDS},
+                "seconds per video": _nanmean(r.get("seconds") for r in poses),
+                "peak memory MiB": _nanmax(r.get("peak_mib") for r in poses),
+            }
+        )
     return out
 
 
@@ -133,33 +148,56 @@ def per_video_table(pose_rows: list[dict], methods: list[str]) -> list[dict]:
     """One row per video and method, in clip order: registered share, ATE, RPE, and how it was filled."""
     name = lambda r: r.get("clip") or r["video_id"]  # noqa: E731
     order = {m: i for i, m in enumerate(methods)}
-    return [{
-        "video": name(r), "trajectory": r.get("trajectory") or r.get("category") or "", "method": r["method"],
-        "% frames registered": 100.0 * _num(r.get("registered_ratio")), "ATE": _num(r.get("ate")),
-        "RPE-t": _num(r.get("rpe_t")), "RPE-r": _num(r.get("rpe_r")),
-        "filled": r.get("filled") if r.get("filled") not in (None, "none") else "",
-    } for r in sorted(pose_rows, key=lambda r: (name(r), order.get(r["method"], len(order))))]
+    return [
+        {
+            "video": name(r),
+            "trajectory": r.get("trajectory") or r.get("category") or "",
+            "method": r["method"],
+            "% frames registered": 100.0 * _num(r.get("registered_ratio")),
+            "ATE": _num(r.get("ate")),
+            "RPE-t": _num(r.get("rpe_t")),
+            "RPE-r": _num(r.get("rpe_r")),
+            "filled": r.get("filled") if r.get("filled") not in (None, "none") else "",
+        }
+        for r in sorted(pose_rows, key=lambda r: (name(r), order.get(r["method"], len(order))))
+    ]
 
 
 def mask_table(mask_rows: list[dict]) -> list[dict]:
     """Mean and median IoU of every ``iou_*`` column over the videos where it is defined, union first."""
-    comps = sorted(dict.fromkeys(k for r in mask_rows for k in r if k.startswith("iou_")), key=lambda k: k != "iou_union")
+    comps = sorted(
+        dict.fromkeys(k for r in mask_rows for k in r if k.startswith("iou_")), key=lambda k: k != "iou_union"
+    )
     out = []
     for comp in comps:
         vals = _finite(r.get(comp) for r in mask_rows)
-        out.append({
-            "component": comp[4:], "mean IoU": float(vals.mean()) if len(vals) else NAN,
-            "median IoU": float(np.median(vals)) if len(vals) else NAN, "videos": len(vals),
-        })
+        out.append(
+            {
+                "component": comp[4:],
+                "mean IoU": float(vals.mean()) if len(vals) else NAN,
+                "median IoU": float(np.median(vals)) if len(vals) else NAN,
+                "videos": len(vals),
+            }
+        )
     return out
 
 
 def filter_table(filter_rows: list[dict]) -> list[dict]:
-    return [{
-        "filter": r["name"], "AP": _num(r.get("average_precision")),
-        "precision @ recall >= 0.40": _num(r.get("precision_at_recall_40")),
-        "videos": r.get("n_videos"), "positives": r.get("n_positive"),
-    } for r in filter_rows]
+    """Table 5: each filter alone, the cumulative ablation (content, +flow, ...) and the cascade."""
+    return [
+        {
+            "filter": r["name"],
+            "rows": r.get("kind") or "",
+            "AP": _num(r.get("average_precision")),
+            "precision @ recall >= 0.40": _num(r.get("precision_at_recall_40")),
+            "kept: precision": _num(r.get("precision_kept")),
+            "kept: recall": _num(r.get("recall_kept")),
+            "s / video": _num(r.get("seconds_per_video")),
+            "videos": r.get("n_videos"),
+            "positives": r.get("n_positive"),
+        }
+        for r in filter_rows
+    ]
 
 
 def plot_pr_rows(filter_rows: list[dict], operating_recall: float = 0.40) -> bytes:
@@ -176,7 +214,13 @@ def plot_pr_rows(filter_rows: list[dict], operating_recall: float = 0.40) -> byt
             label = f"{r['name']} (AP {_num(r.get('average_precision')):.3f})"
             ax.plot(np.r_[0.0, rec], np.r_[smooth[:1], smooth], drawstyle="steps-pre", label=label)
     ax.axvline(operating_recall, color="gray", ls=":", lw=1)
-    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title="Filter precision-recall (VOC smoothed)")
+    ax.set(
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+        xlabel="recall",
+        ylabel="precision",
+        title="Filter precision-recall (VOC smoothed)",
+    )
     ax.legend(loc="best")
     return plots._finish(fig, None)
 
@@ -185,7 +229,9 @@ def _fill_note(pose_rows: list[dict], methods: list[str]) -> str:
     """How many trajectories of each method were filled, and how (the ``filled`` column)."""
     parts = []
     for method in methods:
-        counts = Counter(r.get("filled") for r in pose_rows if r["method"] == method and r.get("filled") not in (None, "none"))
+        counts = Counter(
+            r.get("filled") for r in pose_rows if r["method"] == method and r.get("filled") not in (None, "none")
+        )
         if counts:
             parts.append(f"{method}: " + ", ".join(f"{n} {how}" for how, n in sorted(counts.items())))
     return "Filled trajectories per method: " + ("; ".join(parts) if parts else "none") + "."
@@ -195,18 +241,23 @@ def _plots(pose_rows, reprojection_rows, filter_rows, methods, examples, seed, m
     out = {}
     if examples:
         # A reproducible few when there are many.
-        picks = sorted(np.random.default_rng(seed).choice(len(examples), min(max_examples, len(examples)), replace=False))
+        picks = sorted(
+            np.random.default_rng(seed).choice(len(examples), min(max_examples, len(examples)), replace=False)
+        )
         for i in picks:
             ex = examples[i]
             title = f"{ex['video_id']}: trajectories after Sim(3) alignment"
             out[f"trajectory_{_safe(ex['video_id'])}.png"] = plots.plot_trajectories(ex["gt"], ex["preds"], title=title)
     ate = {m: _finite(r.get("ate") for r in pose_rows if r["method"] == m) for m in methods}
     if any(len(v) for v in ate.values()):
-        out["ate_histogram.png"] = plots.plot_histograms(ate, "ATE per video (ground-truth units)", title="ATE per video, failures filled")
+        out["ate_histogram.png"] = plots.plot_histograms(
+            ate, "ATE per video (ground-truth units)", title="ATE per video, failures filled"
+        )
     reproj = {m: _finite(r.get("reprojection_px") for r in reprojection_rows if r["method"] == m) for m in methods}
     if any(len(v) for v in reproj.values()):
         out["reprojection_histogram.png"] = plots.plot_histograms(
-            reproj, "mean reprojection error per video (720p px)", title="Reprojection error per video")
+            reproj, "mean reprojection error per video (720p px)", title="Reprojection error per video"
+        )
     if filter_rows:
         out["pr_curves.png"] = plot_pr_rows(filter_rows)
     return out
@@ -244,15 +295,25 @@ def build_benchmark_report(
     missing = [f"{m} ({n} of {len(videos)})" for m, n in counts.items() if n < len(videos)]
     if missing:
         md += ["Methods without a row for every video: " + ", ".join(missing) + ".", ""]
-    md += [f"## Camera pose: {len(subset)} videos where all methods succeed", "",
-           _md(table_ok, "_No video where every method succeeded._"), "",
-           FAILURE_NOTE, "", _fill_note(pose_rows, pose_methods), ""]
+    md += [
+        f"## Camera pose: {len(subset)} videos where all methods succeed",
+        "",
+        _md(table_ok, "_No video where every method succeeded._"),
+        "",
+        FAILURE_NOTE,
+        "",
+        _fill_note(pose_rows, pose_methods),
+        "",
+    ]
     md += [f"## ATE by camera {type_key}", "", _md(per_type if per_type and len(per_type[0]) > 1 else []), ""]
     md += ["## Camera pose per video", "", _md(per_video), ""]
     md += ["## Dynamic masks (IoU against ground truth)", "", _md(masks, "_No mask evaluation rows._"), ""]
     if mask_rows:
-        md += [f"Mean dynamic coverage: ground truth {_nanmean(r.get('gt_coverage') for r in mask_rows):.3f}, "
-               f"predicted {_nanmean(r.get('pred_coverage') for r in mask_rows):.3f} (fraction of the frame).", ""]
+        md += [
+            f"Mean dynamic coverage: ground truth {_nanmean(r.get('gt_coverage') for r in mask_rows):.3f}, "
+            f"predicted {_nanmean(r.get('pred_coverage') for r in mask_rows):.3f} (fraction of the frame).",
+            "",
+        ]
     md += ["## Filters (precision / recall against suitability labels)", "", _md(filters, NO_FILTERS), ""]
     if figures:
         md += ["## Figures", ""] + [f"![{Path(name).stem.replace('_', ' ')}]({name})" for name in figures] + [""]

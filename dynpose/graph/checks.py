@@ -38,12 +38,25 @@ def schema_present(table: pa.Table | None, schema: pa.Schema | None, _settings: 
     if schema is None:
         return CheckOutcome(True, f"{table.num_rows} rows (no declared schema)")
     missing = [f.name for f in schema if f.name not in table.column_names]
-    wrong = [f"{f.name}: {table.schema.field(f.name).type} != {f.type}" for f in schema
-             if f.name in table.column_names and not table.schema.field(f.name).type.equals(f.type)]
+    wrong = [
+        f"{f.name}: {table.schema.field(f.name).type} != {f.type}"
+        for f in schema
+        if f.name in table.column_names and not table.schema.field(f.name).type.equals(f.type)
+    ]
     if missing or wrong:
-        return CheckOutcome(False, "; ".join(filter(None, [
-            f"missing column(s): {', '.join(missing)}" if missing else "", f"wrong type(s): {', '.join(wrong)}" if wrong else ""])),
-            metadata={"missing": missing, "wrong": wrong})
+        return CheckOutcome(
+            False,
+            "; ".join(
+                filter(
+                    None,
+                    [
+                        f"missing column(s): {', '.join(missing)}" if missing else "",
+                        f"wrong type(s): {', '.join(wrong)}" if wrong else "",
+                    ],
+                )
+            ),
+            metadata={"missing": missing, "wrong": wrong},
+        )
     return CheckOutcome(True, f"{len(schema)} declared columns present, {table.num_rows} rows")
 
 
@@ -54,7 +67,9 @@ def unique_video_ids(table: pa.Table | None, _schema, _settings: CheckSettings) 
     ids = table.column("video_id").to_pylist()
     dupes = sorted({v for v in ids if ids.count(v) > 1})
     if dupes:
-        return CheckOutcome(False, f"{len(dupes)} video id(s) appear more than once", metadata={"duplicates": dupes[:20]})
+        return CheckOutcome(
+            False, f"{len(dupes)} video id(s) appear more than once", metadata={"duplicates": dupes[:20]}
+        )
     return CheckOutcome(True, f"{len(ids)} distinct video ids")
 
 
@@ -74,9 +89,13 @@ def valid_poses(table: pa.Table | None, _schema, settings: CheckSettings) -> Che
         ortho = finite and np.abs(rot @ rot.transpose(0, 2, 1) - np.eye(3)).max() <= settings.orthonormal_tol
         right = finite and np.abs(np.linalg.det(rot) - 1).max() <= settings.orthonormal_tol
         if not (finite and ortho and right):
-            bad.append(f"{row['video_id']}/{row['method']}: " + ("NaN or inf" if not finite else "rotation not orthonormal"))
+            bad.append(
+                f"{row['video_id']}/{row['method']}: " + ("NaN or inf" if not finite else "rotation not orthonormal")
+            )
     if bad:
-        return CheckOutcome(False, f"{len(bad)} trajectory(ies) with an invalid registered pose", metadata={"videos": bad[:20]})
+        return CheckOutcome(
+            False, f"{len(bad)} trajectory(ies) with an invalid registered pose", metadata={"videos": bad[:20]}
+        )
     return CheckOutcome(True, f"every registered pose of {table.num_rows} trajectory(ies) is finite and orthonormal")
 
 
@@ -84,12 +103,18 @@ def failed_share(table: pa.Table | None, _schema, settings: CheckSettings) -> Ch
     """A warning when more than ``max_failed_share`` of the shard's videos did not come out ``ok``."""
     if table is None or not table.num_rows:
         return CheckOutcome(True, "no videos", severity="warn")
-    statuses = table.column("status").to_pylist()
+    statuses = [s for s in table.column("status").to_pylist() if s not in (Status.not_reached, Status.filtered_out)]
+    if not statuses:
+        return CheckOutcome(True, "no video reached this product", severity="warn")
     failed = sum(s != Status.ok for s in statuses)
     share = failed / len(statuses)
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
-    return CheckOutcome(share <= settings.max_failed_share, f"{failed}/{len(statuses)} videos not ok ({share:.0%}; bound "
-                        f"{settings.max_failed_share:.0%})", severity="warn", metadata={"status_counts": counts, "failed_share": share})
+    return CheckOutcome(
+        share <= settings.max_failed_share,
+        f"{failed}/{len(statuses)} videos not ok ({share:.0%}; bound {settings.max_failed_share:.0%})",
+        severity="warn",
+        metadata={"status_counts": counts, "failed_share": share},
+    )
 
 
 CHECKS: dict[str, Callable[[pa.Table | None, pa.Schema | None, CheckSettings], CheckOutcome]] = {
@@ -108,5 +133,7 @@ def checks_for(schema: pa.Schema | None, extra: tuple[str, ...] = ()) -> tuple[s
     return tuple(names + [n for n in extra if n not in names])
 
 
-def run_checks(names: tuple[str, ...], table: pa.Table | None, schema: pa.Schema | None, settings: CheckSettings) -> dict[str, CheckOutcome]:
+def run_checks(
+    names: tuple[str, ...], table: pa.Table | None, schema: pa.Schema | None, settings: CheckSettings
+) -> dict[str, CheckOutcome]:
     return {name: CHECKS[name](table, schema, settings) for name in names}

@@ -22,6 +22,8 @@ def _child(conn, fn, args, kwargs):
 # imported the heavy libraries once, so each task starts fast.
 _PRELOAD = [
     "dynpose.graph.steps.stages",
+    "dynpose.graph.steps.filters",
+    *[f"dynpose.domain.filters.{name}" for name in ("content", "flow", "focal", "distortion", "tracking", "masking")],
     "dynpose.evaluation.baselines.colmap",
     "dynpose.evaluation.baselines.identity",
 ]

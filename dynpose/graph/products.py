@@ -16,14 +16,15 @@ from dynpose.graph.executors import Executor, InProcessExecutor
 from dynpose.graph.settings import Settings
 from dynpose.graph.steps import annotations as _annotations
 from dynpose.graph.steps import eval as _evaluation
+from dynpose.graph.steps import filters as _filters
 from dynpose.graph.steps import raw as _raw
-from dynpose.graph.steps.base import AGGREGATE, Product, StepContext  # noqa: F401  (re-exported)
+from dynpose.graph.steps.base import Product, StepContext
 from dynpose.storage.lake import Lake
 from dynpose.storage.ledger import Ledger, LedgerRecord, config_hash, data_version
 
-PRODUCTS: dict[str, Product] = {p.name: p for group in (_raw, _annotations, _evaluation) for p in group.PRODUCTS}
-CLIP_CATALOG = PRODUCTS["clip_catalog"]
-SAMPLED_FRAMES = PRODUCTS["sampled_frames"]
+PRODUCTS: dict[str, Product] = {
+    p.name: p for group in (_raw, _filters, _annotations, _evaluation) for p in group.PRODUCTS
+}
 
 
 def topological(names: list[str] | None = None) -> list[Product]:

@@ -19,8 +19,25 @@ from dynpose.domain.annotate.quality import TierSettings
 from dynpose.domain.annotate.sfm import SfmConfig
 from dynpose.domain.annotate.tracking import TrackConfig
 from dynpose.domain.catalog import CatalogSettings, FrameSettings
+from dynpose.domain.filters.base import FilterFrameSettings
+from dynpose.domain.filters.cascade import CascadeSettings
+from dynpose.domain.filters.content import ContentConfig
+from dynpose.domain.filters.distortion import DistortionConfig
+from dynpose.domain.filters.flow import FlowConfig
+from dynpose.domain.filters.focal import FocalConfig
+from dynpose.domain.filters.masking import MaskingFilterConfig
+from dynpose.domain.filters.tracking import TrackingFilterConfig
 from dynpose.graph.checks import CheckSettings
 from dynpose.storage.ingest import IngestSettings
+
+
+@dataclass
+class AnnotationSettings:
+    videos: str = "kept"  # kept: annotate only what the filter cascade kept; all: every ok video (the pose benchmark)
+
+    def __post_init__(self):
+        if self.videos not in ("kept", "all"):
+            raise ValueError(f"annotation.videos must be 'kept' or 'all', got {self.videos!r}")
 
 
 @dataclass
@@ -39,6 +56,15 @@ class BenchmarkSettings:
 class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     clip_catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    filter_frames: FilterFrameSettings = field(default_factory=FilterFrameSettings)
+    filter_content: ContentConfig = field(default_factory=ContentConfig)
+    filter_flow: FlowConfig = field(default_factory=FlowConfig)
+    filter_focal: FocalConfig = field(default_factory=FocalConfig)
+    filter_distortion: DistortionConfig = field(default_factory=DistortionConfig)
+    filter_tracking: TrackingFilterConfig = field(default_factory=TrackingFilterConfig)
+    filter_masking: MaskingFilterConfig = field(default_factory=MaskingFilterConfig)
+    filter_decisions: CascadeSettings = field(default_factory=CascadeSettings)
+    annotation: AnnotationSettings = field(default_factory=AnnotationSettings)
     sampled_frames: FrameSettings = field(default_factory=FrameSettings)
     dynamic_masks: MaskConfig = field(default_factory=MaskConfig)
     tracklets: TrackConfig = field(default_factory=TrackConfig)

@@ -27,7 +27,10 @@ LAYOUTS = ["room", "street", "plaza"]
 def _tiny(seed: int) -> list[tuple[str, ClipSpec]]:
     base = dict(width=320, height=240, fps=12.0, seconds=2.0, crf=20)
     combos = [("room", "handheld_walk"), ("plaza", "orbit"), ("room", "pan_translate")]
-    return [(f"{k:03d}_{lay}_{traj}", ClipSpec(seed=seed * 1000 + k, layout=lay, trajectory=traj, **base)) for k, (lay, traj) in enumerate(combos)]
+    return [
+        (f"{k:03d}_{lay}_{traj}", ClipSpec(seed=seed * 1000 + k, layout=lay, trajectory=traj, **base))
+        for k, (lay, traj) in enumerate(combos)
+    ]
 
 
 def _bench(seed: int) -> list[tuple[str, ClipSpec]]:
@@ -35,23 +38,47 @@ def _bench(seed: int) -> list[tuple[str, ClipSpec]]:
     out = []
     # Every layout x trajectory once, plus the three hand-held-like trajectories once more: 24 clips,
     # sized so that `dynpose bench` (ours and both COLMAP baselines) runs in under an hour on 2 cores.
-    combos = [(lay, traj) for traj in MOVING for lay in LAYOUTS] + [(lay, traj) for traj in ("handheld_walk", "orbit", "pan_translate") for lay in LAYOUTS]
+    combos = [(lay, traj) for traj in MOVING for lay in LAYOUTS] + [
+        (lay, traj) for traj in ("handheld_walk", "orbit", "pan_translate") for lay in LAYOUTS
+    ]
     n_suitable = len(combos)
     for k, (lay, traj) in enumerate(combos):
         # Dynamic content from a few percent of the frame up to ~60%: more objects, some close.
         near = int(rng.choice([0, 1, 2, 3], p=[0.4, 0.3, 0.2, 0.1]))
-        spec = ClipSpec(seed=seed * 1000 + k, layout=lay, trajectory=traj, width=854, height=480,
-                        fps=float(rng.choice([12.0, 15.0, 24.0], p=[0.45, 0.35, 0.2])), seconds=float(rng.choice([4.0, 5.0, 6.0, 8.0], p=[0.3, 0.35, 0.25, 0.1])),
-                        n_objects=int(rng.integers(1, 4)) + near, near_objects=near, max_coverage=0.6, crf=18)
+        spec = ClipSpec(
+            seed=seed * 1000 + k,
+            layout=lay,
+            trajectory=traj,
+            width=854,
+            height=480,
+            fps=float(rng.choice([12.0, 15.0, 24.0], p=[0.45, 0.35, 0.2])),
+            seconds=float(rng.choice([4.0, 5.0, 6.0, 8.0], p=[0.3, 0.35, 0.25, 0.1])),
+            n_objects=int(rng.integers(1, 4)) + near,
+            near_objects=near,
+            max_coverage=0.6,
+            crf=18,
+        )
         out.append((f"{k:03d}_{lay}_{traj}", spec))
     for j, (lay, traj) in enumerate([("room", "handheld_walk"), ("street", "forward"), ("plaza", "orbit")]):
         k = n_suitable + j
-        spec = ClipSpec(seed=seed * 1000 + k, layout=lay, trajectory=traj, variant="static_scene", width=854, height=480, fps=12.0, seconds=6.0, crf=18)
+        spec = ClipSpec(
+            seed=seed * 1000 + k,
+            layout=lay,
+            trajectory=traj,
+            variant="static_scene",
+            width=854,
+            height=480,
+            fps=12.0,
+            seconds=6.0,
+            crf=18,
+        )
         out.append((f"{k:03d}_{lay}_static_scene", spec))
     return out
 
 
-def _filters(seed: int, n: int = 204, suitable_frac: float = 0.15, scenes_per_layout: int = 8) -> list[tuple[str, ClipSpec]]:
+def _filters(
+    seed: int, n: int = 204, suitable_frac: float = 0.15, scenes_per_layout: int = 8
+) -> list[tuple[str, ClipSpec]]:
     rng = np.random.default_rng([seed, 3])
     n_suit = int(round(n * suitable_frac))
     variants = ["none"] * n_suit + [UNSUITABLE[i % len(UNSUITABLE)] for i in range(n - n_suit)]
@@ -59,10 +86,22 @@ def _filters(seed: int, n: int = 204, suitable_frac: float = 0.15, scenes_per_la
     for k, var in enumerate(variants):
         lay = LAYOUTS[int(rng.integers(3))]
         traj = MOVING[int(rng.integers(len(MOVING)))]
-        spec = ClipSpec(seed=seed * 100000 + 5000 + k, layout=lay, trajectory=traj, variant=var, width=480, height=270, fps=12.0,
-                        seconds=float(rng.choice([3.0, 3.5, 4.0])), scene_seed=seed * 1000 + int(rng.integers(scenes_per_layout)),
-                        crf=int(rng.integers(20, 27)), corr_per_pair=16, near_objects=int(rng.choice([0, 1, 2], p=[0.6, 0.3, 0.1])),
-                        texture_scale=0.5625, preset="veryfast")  # one texture scale: low-res clips reuse the scene
+        spec = ClipSpec(
+            seed=seed * 100000 + 5000 + k,
+            layout=lay,
+            trajectory=traj,
+            variant=var,
+            width=480,
+            height=270,
+            fps=12.0,
+            seconds=float(rng.choice([3.0, 3.5, 4.0])),
+            scene_seed=seed * 1000 + int(rng.integers(scenes_per_layout)),
+            crf=int(rng.integers(20, 27)),
+            corr_per_pair=16,
+            near_objects=int(rng.choice([0, 1, 2], p=[0.6, 0.3, 0.1])),
+            texture_scale=0.5625,
+            preset="veryfast",
+        )  # one texture scale: low-res clips reuse the scene
         out.append((f"{k:03d}_{lay}_{var if var != 'none' else traj}", spec))
     # Clips sharing a scene render one after another, so the scene cache builds each scene once.
     out.sort(key=lambda e: (e[1].layout, e[1].scene_seed, e[0]))
@@ -73,10 +112,15 @@ SUITES: dict[str, Callable[[int], list[tuple[str, ClipSpec]]]] = {"tiny": _tiny,
 DENSE = {"tiny": True, "bench": True, "filters": False}  # depth.npz is large: skipped for filters
 
 
-def suite_specs(suite: str, seed: int = 0) -> list[tuple[str, ClipSpec]]:
-    """(name, spec) of every clip of a suite, without rendering."""
+def suite_specs(suite: str, seed: int = 0, size: int | None = None) -> list[tuple[str, ClipSpec]]:
+    """(name, spec) of every clip of a suite, without rendering. ``size``: the filters suite's
+    number of clips (default 204; the same share of suitable clips and the same variant cycle)."""
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; expected one of {sorted(SUITES)}")
+    if size is not None:
+        if suite != "filters":
+            raise ValueError("only the filters suite has a size")
+        return _filters(seed, n=size)
     return SUITES[suite](seed)
 
 
@@ -92,8 +136,15 @@ def _render_and_write(spec, out: Path, name: str, dense: bool) -> dict:
     return write_clip(render_clip(spec), out, name, dense=dense)
 
 
-def generate_suite(out_dir: str | Path, suite: str, seed: int = 0, progress: Callable[[int, int, str], None] | None = None,
-                   limit: int | None = None, workers: int = 1) -> Path:
+def generate_suite(
+    out_dir: str | Path,
+    suite: str,
+    seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
+    limit: int | None = None,
+    workers: int = 1,
+    size: int | None = None,
+) -> Path:
     """Render and write a suite; returns the path of its manifest.json.
 
     ``progress(done, total, name)`` is called as clips start (one worker) or finish (several) and
@@ -102,7 +153,8 @@ def generate_suite(out_dir: str | Path, suite: str, seed: int = 0, progress: Cal
     whatever ``workers`` is: each clip's randomness comes from its own spec."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    specs = suite_specs(suite, seed)[:limit] if limit else suite_specs(suite, seed)
+    specs = suite_specs(suite, seed, size)
+    specs = specs[:limit] if limit else specs
     t0 = time.perf_counter()
     if workers <= 1:
         entries = []
@@ -115,7 +167,9 @@ def generate_suite(out_dir: str | Path, suite: str, seed: int = 0, progress: Cal
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver")) as pool:
-            futures = {pool.submit(_render_and_write, spec, out, name, DENSE[suite]): i for i, (name, spec) in enumerate(specs)}
+            futures = {
+                pool.submit(_render_and_write, spec, out, name, DENSE[suite]): i for i, (name, spec) in enumerate(specs)
+            }
             entries = [None] * len(specs)
             for done, fut in enumerate(as_completed(futures), 1):
                 i = futures[fut]
@@ -130,8 +184,14 @@ def generate_suite(out_dir: str | Path, suite: str, seed: int = 0, progress: Cal
     counts: dict[str, int] = {}
     for e in entries:
         counts[e["variant"]] = counts.get(e["variant"], 0) + 1
-    info = {"suite": suite, "seed": seed, "clips": len(entries), "suitable": int(sum(e["suitable"] for e in entries)),
-            "variants": counts, "seconds": round(time.perf_counter() - t0, 1)}
+    info = {
+        "suite": suite,
+        "seed": seed,
+        "size": size,
+        "clips": len(entries),
+        "suitable": int(sum(e["suitable"] for e in entries)),
+        "variants": counts,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     (out / "suite.json").write_text(json.dumps(info, indent=1))
     return manifest
-

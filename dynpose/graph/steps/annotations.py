@@ -5,10 +5,13 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 
+import numpy as np
 import pyarrow as pa
 
 from dynpose.domain.annotate.quality import assess
-from dynpose.domain.poses import POSES_SCHEMA, pose_from_row, poses_table
+from dynpose.domain.camera import PoseResult
+from dynpose.domain.poses import POSES_SCHEMA, pose_from_row, pose_row, poses_table
+from dynpose.domain.status import Status
 from dynpose.graph.steps import stages
 from dynpose.graph.steps.base import Product, StepContext
 
@@ -52,7 +55,11 @@ TRACK_SUMMARY_SCHEMA = pa.schema(
 
 def _array_product(ctx: StepContext, table_name: str, per_video, schema: pa.Schema) -> pa.Table:
     """Run a per-video stage, rewrite this shard of its LanceDB table, return the summaries."""
-    results = ctx.executor.map(per_video, ctx.ok_videos(), ctx.progress)
+    results = ctx.executor.map(per_video, ctx.annotated_videos(), ctx.progress)
+    results += [
+        stages.StageResult({"video_id": vid, "status": Status.filtered_out, "message": why})
+        for vid, why in ctx.filtered_out()
+    ]
     rows = [dict(r, shard=ctx.shard) for res in results for r in res.rows]
     # Arrays first, summaries (the product's Parquet) second: a summary always has its arrays.
     ctx.lake.replace_lance_shard(table_name, ctx.shard, pa.Table.from_pylist(rows) if rows else pa.table({}))
@@ -104,7 +111,7 @@ def pose_jobs(ctx: StepContext) -> list[stages.PoseJob]:
     mask_rows = _group(ctx.lake.read_lance_shard("dynamic_masks", ctx.shard))
     track_rows = _group(ctx.lake.read_lance_shard("tracklets", ctx.shard))
     jobs = []
-    for video in ctx.ok_videos():
+    for video in ctx.annotated_videos():
         vid = video["video_id"]
         fr = sorted(frames.get(vid, []), key=lambda r: r["frame_index"])
         ts = track_summary.get(vid) or {}
@@ -126,6 +133,17 @@ def pose_jobs(ctx: StepContext) -> list[stages.PoseJob]:
 def compute_camera_poses(ctx: StepContext) -> pa.Table:
     fn = functools.partial(stages.poses_for_video, cfg=ctx.settings, checks=ctx.all_settings.annotation_checks)
     rows = ctx.executor.map(fn, pose_jobs(ctx), ctx.progress)
+    rows += [
+        pose_row(
+            vid,
+            stages.OURS,
+            PoseResult.unregistered(np.zeros(0), 1, 1, why),
+            [],
+            status=Status.filtered_out,
+            message=why,
+        )
+        for vid, why in ctx.filtered_out()
+    ]
     return poses_table(rows)
 
 
@@ -154,37 +172,37 @@ def compute_pose_quality(ctx: StepContext) -> pa.Table:
 PRODUCTS = [
     Product(
         "dynamic_masks",
-        "1",
-        ("sampled_frames",),
+        "2",
+        ("sampled_frames", "filter_decisions"),
         compute_dynamic_masks,
         "Per-video mask summary; per-frame union and component masks (PNG) with coverage in LanceDB table "
         "dynamic_masks.",
         "annotations",
-        uses=("annotation_checks",),
+        uses=("annotation_checks", "annotation"),
         schema=MASK_SUMMARY_SCHEMA,
         checks=("unique_video_ids",),
     ),
     Product(
         "tracklets",
-        "2",
-        ("sampled_frames",),
+        "3",
+        ("sampled_frames", "filter_decisions"),
         compute_tracklets,
         "Per-video tracking summary; grid tracks per query window (xy float32, visibility, continued points) in "
         "LanceDB table tracklets.",
         "annotations",
-        uses=("annotation_checks",),
+        uses=("annotation_checks", "annotation"),
         schema=TRACK_SUMMARY_SCHEMA,
         checks=("unique_video_ids",),
     ),
     Product(
         "camera_poses",
-        "2",
-        ("sampled_frames", "dynamic_masks", "tracklets"),
+        "3",
+        ("sampled_frames", "filter_decisions", "dynamic_masks", "tracklets"),
         compute_camera_poses,
         "Bundle-adjusted world-to-camera poses per sampled frame, registered flags, shared intrinsics, "
         "reprojection error.",
         "annotations",
-        uses=("annotation_checks",),
+        uses=("annotation_checks", "annotation"),
         schema=POSES_SCHEMA,
         checks=("unique_video_ids", "valid_poses"),
     ),

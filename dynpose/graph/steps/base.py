@@ -36,6 +36,28 @@ class StepContext:
         """Catalog rows of this shard's videos whose status is ok."""
         return [r for r in self.input("clip_catalog").to_pylist() if r["status"] == "ok"]
 
+    def _decisions(self) -> dict[str, dict]:
+        return {r["video_id"]: r for r in self.input("filter_decisions").to_pylist()}
+
+    def annotated_videos(self) -> list[dict]:
+        """The ok videos annotation works on: those the filter cascade kept (``annotation.videos:
+        kept``, the default) or every one (``all``, as the pose benchmark runs)."""
+        if self.all_settings.annotation.videos == "all":
+            return self.ok_videos()
+        decisions = self._decisions()
+        return [v for v in self.ok_videos() if decisions.get(v["video_id"], {}).get("kept")]
+
+    def filtered_out(self) -> list[tuple[str, str]]:
+        """(video id, the cascade's reason) of the ok videos annotation skips."""
+        if self.all_settings.annotation.videos == "all":
+            return []
+        decisions = self._decisions()
+        return [
+            (v["video_id"], decisions.get(v["video_id"], {}).get("reason") or "no filter decision")
+            for v in self.ok_videos()
+            if not decisions.get(v["video_id"], {}).get("kept")
+        ]
+
 
 @dataclass(frozen=True)
 class Product:

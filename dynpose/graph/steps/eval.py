@@ -12,29 +12,45 @@ import functools
 import numpy as np
 import pyarrow as pa
 
-from dynpose.graph.steps import stages
-from dynpose.evaluation.baselines import failed_result, get_method
-from dynpose.domain.camera import Intrinsics, PoseResult
-from dynpose.domain.poses import pose_from_row, pose_row, poses_table
-from dynpose.evaluation.ground_truth import GroundTruth, load_ground_truth, reprojection_error
-from dynpose.graph.isolation import run_measured
-from dynpose.evaluation.metrics.precision_recall import evaluate_filter
-from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
+from dynpose.domain.camera import PoseResult
+from dynpose.domain.filters.cascade import FILTERS
+from dynpose.domain.poses import POSES_SCHEMA, pose_from_row, pose_row, poses_table
 from dynpose.domain.video import VideoError
+from dynpose.evaluation.baselines import failed_result, get_method
+from dynpose.evaluation.filters import Labelled, benchmark_rows
+from dynpose.evaluation.ground_truth import GroundTruth, load_ground_truth, reprojection_error
+from dynpose.evaluation.metrics.trajectory import evaluate_trajectory
+from dynpose.graph.isolation import run_measured
+from dynpose.graph.steps import stages
 from dynpose.graph.steps.annotations import _group
 from dynpose.graph.steps.base import Product, StepContext
 
 POSE_BENCH_SCHEMA = pa.schema(
     [
-        ("video_id", pa.string()), ("method", pa.string()), ("status", pa.string()),
-        ("ate", pa.float64()), ("rpe_t", pa.float64()), ("rpe_r", pa.float64()),
-        ("registered_ratio", pa.float64()), ("success", pa.bool_()), ("filled", pa.string()), ("n_frames", pa.int32()),
-        ("seconds", pa.float64()), ("peak_mib", pa.float64()), ("category", pa.string()), ("trajectory", pa.string()),
+        ("video_id", pa.string()),
+        ("method", pa.string()),
+        ("status", pa.string()),
+        ("ate", pa.float64()),
+        ("rpe_t", pa.float64()),
+        ("rpe_r", pa.float64()),
+        ("registered_ratio", pa.float64()),
+        ("success", pa.bool_()),
+        ("filled", pa.string()),
+        ("n_frames", pa.int32()),
+        ("seconds", pa.float64()),
+        ("peak_mib", pa.float64()),
+        ("category", pa.string()),
+        ("trajectory", pa.string()),
         ("clip", pa.string()),  # the synthetic clip's name, e.g. 000_room_handheld_walk
     ]
 )
 REPROJ_SCHEMA = pa.schema(
-    [("video_id", pa.string()), ("method", pa.string()), ("reprojection_px", pa.float64()), ("correspondences", pa.int64())]
+    [
+        ("video_id", pa.string()),
+        ("method", pa.string()),
+        ("reprojection_px", pa.float64()),
+        ("correspondences", pa.int64()),
+    ]
 )
 MASK_BENCH_SCHEMA = pa.schema(
     [("video_id", pa.string())]
@@ -43,9 +59,20 @@ MASK_BENCH_SCHEMA = pa.schema(
 )
 FILTER_BENCH_SCHEMA = pa.schema(
     [
-        ("name", pa.string()), ("average_precision", pa.float64()), ("precision_at_recall_40", pa.float64()),
-        ("recall", pa.list_(pa.float64())), ("precision", pa.list_(pa.float64())),
-        ("n_videos", pa.int64()), ("n_positive", pa.int64()),
+        ("name", pa.string()),
+        ("kind", pa.string()),  # alone | cumulative | cascade
+        ("average_precision", pa.float64()),
+        ("precision_at_recall_40", pa.float64()),
+        ("recall", pa.list_(pa.float64())),
+        ("precision", pa.list_(pa.float64())),
+        ("n_videos", pa.int64()),
+        ("n_positive", pa.int64()),
+        ("seconds_per_video", pa.float64()),
+        ("precision_kept", pa.float64()),
+        ("recall_kept", pa.float64()),
+        ("n_kept", pa.int64()),
+        ("wrong_by_category", pa.string()),
+        ("stage_left_counts", pa.string()),  # JSON {category or stage: videos}
     ]
 )
 
@@ -63,6 +90,7 @@ def _gt_videos(ctx: StepContext) -> list[dict]:
 
 # -- baselines ------------------------------------------------------------------------------------
 
+
 def baselines_for_video(job: dict, methods: tuple[str, ...], frames, options: dict | None = None) -> list[dict]:
     """Every baseline on one video's sampled frames (the frames ours sees), each in its own child."""
     video, vid = job["video"], job["video"]["video_id"]
@@ -73,19 +101,30 @@ def baselines_for_video(job: dict, methods: tuple[str, ...], frames, options: di
     masks = stages.masks_from_rows(job["mask_rows"]) if job["mask_rows"] else None
     rows = []
     for name in methods:
-        status, value, seconds, peak = run_measured(get_method(name).run, sampled, masks, **(options or {}).get(name, {}))
+        status, value, seconds, peak = run_measured(
+            get_method(name).run, sampled, masks, **(options or {}).get(name, {})
+        )
         if status != "ok":  # the method crashed: a failure of this method on this video
             value = failed_result(sampled, value)
         reason = value.extra.get("reason") if not np.any(value.registered) else None
-        rows.append(pose_row(
-            vid, name, value, sampled.source_indices, status="failed" if reason else "ok", message=reason,
-            seconds=seconds, peak_mib=peak,
-        ))
+        rows.append(
+            pose_row(
+                vid,
+                name,
+                value,
+                sampled.source_indices,
+                status="failed" if reason else "ok",
+                message=reason,
+                seconds=seconds,
+                peak_mib=peak,
+            )
+        )
     return rows
 
 
 def empty_result() -> PoseResult:
-    return PoseResult(np.zeros(0), np.zeros((0, 3, 4)), np.zeros(0, bool), Intrinsics(1, 1, 0, 0, 1, 1))
+    """No frame decoded: zero frames, the placeholder camera of a 1 x 1 image."""
+    return PoseResult.unregistered(np.zeros(0), 1, 1, "no frames")
 
 
 def compute_baseline_poses(ctx: StepContext) -> pa.Table:
@@ -93,12 +132,16 @@ def compute_baseline_poses(ctx: StepContext) -> pa.Table:
     mask_rows = _group(ctx.lake.read_lance_shard("dynamic_masks", ctx.shard)) if videos else {}
     jobs = [{"video": v, "mask_rows": mask_rows.get(v["video_id"], [])} for v in videos]
     fn = functools.partial(
-        baselines_for_video, methods=tuple(ctx.settings.methods), frames=ctx.all_settings.sampled_frames, options=ctx.settings.options,
+        baselines_for_video,
+        methods=tuple(ctx.settings.methods),
+        frames=ctx.all_settings.sampled_frames,
+        options=ctx.settings.options,
     )
     return poses_table([r for rows in ctx.executor.map(fn, jobs, ctx.progress) for r in rows])
 
 
 # -- benchmarks against ground truth ------------------------------------------------------------------
+
 
 def _all_pose_rows(ctx: StepContext) -> list[dict]:
     return ctx.input("camera_poses").to_pylist() + ctx.input("baseline_poses").to_pylist()
@@ -115,12 +158,20 @@ def compute_pose_benchmark(ctx: StepContext) -> pa.Table:
         if gt is None or not row["n_frames"]:
             continue
         m = evaluate_trajectory(pose_from_row(row), gt.poses, fill_seed=ctx.settings.fill_seed)
-        out.append({
-            "video_id": row["video_id"], "method": row["method"], "status": row["status"],
-            **{k: m[k] for k in ("ate", "rpe_t", "rpe_r", "registered_ratio", "success", "n_frames")},
-            "filled": m.get("filled") or None, "seconds": row["seconds"], "peak_mib": row["peak_mib"],
-            "category": gt.meta.get("category"), "trajectory": gt.meta.get("trajectory"), "clip": gt.meta.get("name"),
-        })
+        out.append(
+            {
+                "video_id": row["video_id"],
+                "method": row["method"],
+                "status": row["status"],
+                **{k: m[k] for k in ("ate", "rpe_t", "rpe_r", "registered_ratio", "success", "n_frames")},
+                "filled": m.get("filled") or None,
+                "seconds": row["seconds"],
+                "peak_mib": row["peak_mib"],
+                "category": gt.meta.get("category"),
+                "trajectory": gt.meta.get("trajectory"),
+                "clip": gt.meta.get("name"),
+            }
+        )
     return pa.Table.from_pylist(out, schema=POSE_BENCH_SCHEMA)
 
 
@@ -153,10 +204,14 @@ def compute_mask_benchmark(ctx: StepContext) -> pa.Table:
         truth = gt.masks([r["source_index"] for r in video_rows])
         h, w = truth.shape[1:]
         row = {"video_id": vid, "n_frames": len(video_rows), "gt_coverage": float(truth.mean())}
-        for comp, column in [("union", "mask_png")] + [(c, f"{c}_png") for c in ("semantic", "interaction", "motion", "propagated")]:
+        for comp, column in [("union", "mask_png")] + [
+            (c, f"{c}_png") for c in ("semantic", "interaction", "motion", "propagated")
+        ]:
             pred = stages.masks_from_rows(video_rows, column)
             if pred.shape[1:] != (h, w):  # masks are at the sampled resolution; compare at ground truth's
-                pred = np.stack([cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 for m in pred])
+                pred = np.stack(
+                    [cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 for m in pred]
+                )
             row[f"iou_{comp}"] = _iou(pred, truth)
             if comp == "union":
                 row["pred_coverage"] = float(pred.mean())
@@ -165,31 +220,24 @@ def compute_mask_benchmark(ctx: StepContext) -> pa.Table:
 
 
 def compute_filter_benchmark(ctx: StepContext) -> pa.Table:
-    """PR curve, VOC AP and precision at recall >= 0.40 per filter score column, against the labels.
-
-    Reads the ``filter_scores`` product when it exists (one score column per filter plus ``final``);
-    until filters are built, the table is empty and the report says so.
-    """
-    if "filter_scores" not in ctx.lake.products():
-        return FILTER_BENCH_SCHEMA.empty_table()
-    labels = {r["video_id"]: r["label_suitable"] for r in ctx.input("clip_catalog").to_pylist() if r["label_suitable"] is not None}
-    scores = ctx.lake.read_product("filter_scores").to_pylist()
-    out = []
-    for name in [c for c in (scores[0] if scores else {}) if c.endswith("_score") or c == "final"]:
-        pairs = [(r[name], labels[r["video_id"]]) for r in scores if r["video_id"] in labels and r[name] is not None]
-        if not pairs or len({y for _, y in pairs}) < 2:
-            continue
-        s, y = np.array(pairs, dtype=float).T
-        m = evaluate_filter(s, y.astype(int))
-        out.append({
-            "name": name, "average_precision": m["average_precision"], "precision_at_recall_40": m["precision_at_recall"],
-            "recall": list(map(float, m["recall"])), "precision": list(map(float, m["precision"])),
-            "n_videos": len(pairs), "n_positive": int(y.sum()),
-        })
-    return pa.Table.from_pylist(out, schema=FILTER_BENCH_SCHEMA)
+    """Table 5: every filter alone, the cumulative ablation and the cascade, against the labels."""
+    videos = [
+        Labelled(r["video_id"], int(r["label_suitable"]), r["label_category"] or "unlabelled")
+        for r in _rows(ctx, "clip_catalog")
+        if r["label_suitable"] is not None and r["status"] == "ok"
+    ]
+    scores: dict[str, dict] = {}
+    seconds: dict[str, dict] = {}
+    for name in FILTERS:
+        for r in _rows(ctx, f"filter_{name}"):
+            scores.setdefault(r["video_id"], {})[name] = r["score"]
+            seconds.setdefault(name, {})[r["video_id"]] = r["seconds"]
+    decisions = {r["video_id"]: r for r in _rows(ctx, "filter_decisions")}
+    return pa.Table.from_pylist(benchmark_rows(videos, scores, seconds, decisions), schema=FILTER_BENCH_SCHEMA)
 
 
 # -- aggregates: report and statistics ---------------------------------------------------------------
+
 
 def _rows(ctx: StepContext, product: str) -> list[dict]:
     table = ctx.input(product)
@@ -212,7 +260,10 @@ def compute_benchmark_report(ctx: StepContext) -> pa.Table:
 
     poses = _rows(ctx, "pose_benchmark")
     report = build_benchmark_report(
-        poses, _rows(ctx, "reprojection_benchmark"), _rows(ctx, "mask_benchmark"), _rows(ctx, "filter_benchmark"),
+        poses,
+        _rows(ctx, "reprojection_benchmark"),
+        _rows(ctx, "mask_benchmark"),
+        _rows(ctx, "filter_benchmark"),
         examples=_trajectory_examples(ctx, sorted({r["video_id"] for r in poses})[:3]),
     )
     _publish(ctx, "benchmark", report.markdown, report.plots, "report.md")
@@ -238,7 +289,8 @@ def _trajectory_examples(ctx: StepContext, video_ids: list[str]) -> list[dict]:
                 preds[r["video_id"]][r["method"]] = pose_from_row(r)
     return [
         {"video_id": v, "gt": load_ground_truth(catalog[v]["ground_truth_uri"]).poses, "preds": preds[v]}
-        for v in video_ids if catalog.get(v, {}).get("ground_truth_uri") and preds[v]
+        for v in video_ids
+        if catalog.get(v, {}).get("ground_truth_uri") and preds[v]
     ]
 
 
@@ -247,7 +299,9 @@ def compute_dataset_statistics(ctx: StepContext) -> pa.Table:
 
     stats = dataset_statistics(_rows(ctx, "clip_catalog"), _rows(ctx, "camera_poses"), _rows(ctx, "dynamic_masks"))
     _publish(ctx, "dataset_statistics", stats.markdown, stats.plots, "statistics.md")
-    return pa.Table.from_pylist(stats.per_video) if stats.per_video else pa.table({"video_id": pa.array([], pa.string())})
+    return (
+        pa.Table.from_pylist(stats.per_video) if stats.per_video else pa.table({"video_id": pa.array([], pa.string())})
+    )
 
 
 def _report_metadata(name: str, doc: str):
@@ -262,43 +316,100 @@ def _report_metadata(name: str, doc: str):
     return metadata
 
 
+def _filter_metadata(lake, shard) -> dict:
+    """Table 5 and its PR curves (each filter alone and the cascade) as the asset's metadata."""
+    from dynpose.evaluation.markdown import markdown_table
+    from dynpose.evaluation.report import filter_table, plot_pr_rows
+
+    rows = lake.read_table("filter_benchmark", shard).to_pylist()
+    if not rows:
+        return {"table": ("md", "_No labelled videos of both classes yet._")}
+    return {
+        "table": ("md", markdown_table(filter_table(rows))),
+        "pr_curves": ("png", plot_pr_rows([r for r in rows if r["kind"] != "cumulative"])),
+    }
+
+
 REPORT_SCHEMA = _report_schema()
 
 PRODUCTS = [
     Product(
-        "baseline_poses", "1", ("sampled_frames", "dynamic_masks"), compute_baseline_poses,
-        "Poses from the baseline methods (COLMAP, COLMAP+Mask, identity) on the videos with ground truth, same frames as ours.",
+        "baseline_poses",
+        "1",
+        ("sampled_frames", "dynamic_masks"),
+        compute_baseline_poses,
+        "Poses from the baseline methods (COLMAP, COLMAP+Mask, identity) on the videos with ground truth, same "
+        "frames as ours.",
         "eval",
+        schema=POSES_SCHEMA,
+        checks=("valid_poses",),
     ),
     Product(
-        "pose_benchmark", "2", ("camera_poses", "baseline_poses"), compute_pose_benchmark,
+        "pose_benchmark",
+        "2",
+        ("camera_poses", "baseline_poses"),
+        compute_pose_benchmark,
         "Per video and method: ATE, RPE-t, RPE-r (evo, Sim(3), delta 1), registered ratio, success (>= 80%).",
         "eval",
+        schema=POSE_BENCH_SCHEMA,
     ),
     Product(
-        "reprojection_benchmark", "1", ("camera_poses", "baseline_poses"), compute_reprojection_benchmark,
+        "reprojection_benchmark",
+        "1",
+        ("camera_poses", "baseline_poses"),
+        compute_reprojection_benchmark,
         "Per video and method: mean sqrt Sampson error of ground-truth correspondences, 720p-normalised pixels.",
         "eval",
+        schema=REPROJ_SCHEMA,
     ),
     Product(
-        "mask_benchmark", "1", ("dynamic_masks",), compute_mask_benchmark,
+        "mask_benchmark",
+        "1",
+        ("dynamic_masks",),
+        compute_mask_benchmark,
         "Per video: IoU of the dynamic masks (union and each component) against ground-truth masks.",
         "eval",
+        schema=MASK_BENCH_SCHEMA,
+        checks=("unique_video_ids",),
     ),
     Product(
-        "filter_benchmark", "1", ("clip_catalog",), compute_filter_benchmark,
-        "Precision-recall, VOC AP and precision at recall >= 0.40 per filter score, against the labels.",
-        "eval", aggregate=True,
+        "filter_benchmark",
+        "2",
+        ("clip_catalog", "filter_decisions"),
+        compute_filter_benchmark,
+        "Table 5: VOC AP and precision at recall >= 0.40 for each filter alone, the cumulative ablation and "
+        "the cascade, against the labels; PR curves in the metadata.",
+        "eval",
+        aggregate=True,
+        metadata=_filter_metadata,
+        schema=FILTER_BENCH_SCHEMA,
     ),
     Product(
-        "benchmark_report", "2", ("pose_benchmark", "reprojection_benchmark", "mask_benchmark", "filter_benchmark", "camera_poses", "baseline_poses"),
+        "benchmark_report",
+        "2",
+        (
+            "pose_benchmark",
+            "reprojection_benchmark",
+            "mask_benchmark",
+            "filter_benchmark",
+            "camera_poses",
+            "baseline_poses",
+        ),
         compute_benchmark_report,
         "Paper-style comparison tables (all videos with failures filled; videos where all methods succeed) and plots.",
-        "eval", aggregate=True, metadata=_report_metadata("benchmark", "report.md"),
+        "eval",
+        aggregate=True,
+        metadata=_report_metadata("benchmark", "report.md"),
+        schema=REPORT_SCHEMA,
     ),
     Product(
-        "dataset_statistics", "1", ("clip_catalog", "camera_poses", "dynamic_masks"), compute_dataset_statistics,
+        "dataset_statistics",
+        "1",
+        ("clip_catalog", "camera_poses", "dynamic_masks"),
+        compute_dataset_statistics,
         "Video length, dynamic mask area and camera rotation statistics (paper figures 6 and 17).",
-        "eval", aggregate=True, metadata=_report_metadata("dataset_statistics", "statistics.md"),
+        "eval",
+        aggregate=True,
+        metadata=_report_metadata("dataset_statistics", "statistics.md"),
     ),
 ]

@@ -41,6 +41,7 @@ PRODUCTS = [
         "1",
         ("clip_catalog",),
         compute_sampled_frames,
+        # An index (times, no pixels), so cheap: it covers every ok video, kept by the filters or not.
         "The frames annotation uses (12 fps by default) with their source indices and timestamps.",
         "annotations",
         schema=catalog.FRAMES_SCHEMA,
