@@ -172,12 +172,16 @@ def cmd_ui(args) -> int:
     return subprocess.call(cmd, env=env)
 
 
-DEMO_COLUMNS = ["video", "status", "registered frames", "tier", "ATE"]
+DEMO_COLUMNS = ["video", "filters", "status", "registered frames", "tier", "ATE"]
 
 
-def video_rows(catalog: list[dict], poses: list[dict], quality: list[dict], benchmark: list[dict]) -> list[dict]:
-    """One summary row per catalogued video, by file name: status (of our poses, or the catalog's if
-    it failed before), registered/sampled frames, quality tier, and ATE for clips with ground truth."""
+def video_rows(
+    catalog: list[dict], poses: list[dict], quality: list[dict], benchmark: list[dict], decisions: list[dict] = ()
+) -> list[dict]:
+    """One summary row per catalogued video, by file name: the filter cascade's decision, status (of
+    our poses, or the catalog's if it failed before), registered/sampled frames, quality tier, and
+    ATE for clips with ground truth."""
+    decided = {r["video_id"]: "kept" if r.get("kept") else f"rejected at {r.get('stage_left')}" for r in decisions}
     pose = {r["video_id"]: r for r in poses if r.get("method", "ours") == "ours"}
     tier = {r["video_id"]: r.get("tier") for r in quality}
     ate = {r["video_id"]: r.get("ate") for r in benchmark if r.get("method", "ours") == "ours"}
@@ -193,6 +197,7 @@ def video_rows(catalog: list[dict], poses: list[dict], quality: list[dict], benc
         rows.append(
             {
                 "video": posixpath.basename(c.get("source_uri") or "") or vid,
+                "filters": decided.get(vid),
                 "status": status,
                 "registered frames": frames,
                 "tier": tier.get(vid) if p is not None else None,
@@ -221,6 +226,7 @@ def demo_video_rows(lake) -> list[dict]:
         rows("select video_id, method, status, n_frames, registered from camera_poses where method = 'ours'"),
         rows("select video_id, tier from pose_quality"),
         rows("select video_id, method, ate from pose_benchmark where method = 'ours'"),
+        rows("select video_id, kept, stage_left from filter_decisions"),
     )
 
 

@@ -190,9 +190,30 @@ def test_demo_video_rows_from_a_lake_with_some_products_missing(tmp_path):
     # No pose_benchmark yet: the ATE column stays empty rather than failing the summary.
     rows = cli.demo_video_rows(Lake(str(lake)))
     assert rows == [
-        {"video": "000_room.mp4", "status": "ok", "registered frames": "3/4", "tier": "good", "ATE": None},
-        {"video": "bikes.mp4", "status": "sfm_failed", "registered frames": "0/3", "tier": "failed", "ATE": None},
-        {"video": "empty.mp4", "status": "empty", "registered frames": None, "tier": None, "ATE": None},
+        {
+            "video": "000_room.mp4",
+            "filters": None,
+            "status": "ok",
+            "registered frames": "3/4",
+            "tier": "good",
+            "ATE": None,
+        },
+        {
+            "video": "bikes.mp4",
+            "filters": None,
+            "status": "sfm_failed",
+            "registered frames": "0/3",
+            "tier": "failed",
+            "ATE": None,
+        },
+        {
+            "video": "empty.mp4",
+            "filters": None,
+            "status": "empty",
+            "registered frames": None,
+            "tier": None,
+            "ATE": None,
+        },
     ]
     _write_product(
         lake,
@@ -203,12 +224,30 @@ def test_demo_video_rows_from_a_lake_with_some_products_missing(tmp_path):
             {"video_id": "b", "method": "ours", "ate": 5.0},  # no ground truth in the catalog: not shown
         ],
     )
+    _write_product(
+        lake,
+        "filter_decisions",
+        [
+            {"video_id": "a", "kept": True, "stage_left": None},
+            {"video_id": "b", "kept": False, "stage_left": "content+flow+focal"},
+        ],
+    )
     rows = cli.demo_video_rows(Lake(str(lake)))
     assert [r["ATE"] for r in rows] == [0.0123, None, None]
+    assert [r["filters"] for r in rows] == ["kept", "rejected at content+flow+focal", None]
 
 
 def test_video_rows_before_poses_exist():
     rows = cli.video_rows(
         [{"video_id": "a", "source_uri": "/x/a.mp4", "status": "ok", "ground_truth_uri": None}], [], [], []
     )
-    assert rows == [{"video": "a.mp4", "status": "no poses yet", "registered frames": None, "tier": None, "ATE": None}]
+    assert rows == [
+        {
+            "video": "a.mp4",
+            "filters": None,
+            "status": "no poses yet",
+            "registered frames": None,
+            "tier": None,
+            "ATE": None,
+        }
+    ]
