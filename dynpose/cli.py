@@ -34,6 +34,12 @@ def _print_table(rows: list[dict], columns: list[str] | None = None) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
+def _print_tables(tables: list[tuple[str, list[dict]]]) -> None:
+    for title, rows in tables:
+        print(f"\n{title}")
+        _print_table(rows)
+
+
 def _ingest_progress():
     from tqdm import tqdm
 
@@ -370,9 +376,7 @@ def cmd_bench(args) -> int:
             workers=args.workers,
             clips=args.clips,
         )
-        for title, rows in result.tables:
-            print(f"\n{title}")
-            _print_table(rows)
+        _print_tables(result.tables)
         print(f"\nreport: {result.report} (plots beside it; also the benchmark_report asset's metadata in the UI)")
         print(f"lake: {result.lake}  (dynpose --lake {result.lake} ui)")
         return 0
@@ -386,17 +390,17 @@ def cmd_bench(args) -> int:
             tune=args.tune,
             size=args.size,
         )
-        for title, rows in result.tables:
-            print(f"\n{title}")
-            _print_table(rows)
+        _print_tables(result.tables)
         print(f"\nreport: {result.report} (PR curves beside it; also the filter_benchmark asset in the UI)")
         print(f"lake: {result.lake}")
         return 0
     if args.what == "noop-rerun":
         rows = benchmarks.noop_rerun(out, shards=args.shards, lake_url=args.lake)
         title = f"No-op rerun over {args.shards} shards"
-        notes = f"Reproduce: `dynpose bench noop-rerun --shards {args.shards}`. Each shard holds one tiny video; "
-        "the rerun must compute nothing."
+        notes = (
+            f"Reproduce: `dynpose bench noop-rerun --shards {args.shards}`. Each shard holds one tiny video; "
+            "the rerun must compute nothing."
+        )
     else:
         raise SystemExit(f"unknown benchmark {args.what}")
     _print_table(rows)

@@ -155,3 +155,21 @@ def test_library_modules_do_not_import_dagster():
             if any(m.split(".")[0] in ("dagster", "dagster_webserver") for m in mods):
                 offenders.append(name)
     assert not offenders, offenders
+
+
+def test_no_string_is_a_statement_of_its_own():
+    """A string literal on a line of its own outside a docstring is an implicit concatenation that lost
+    its parentheses: half a message that Python silently drops."""
+    stray = []
+    for roots in ROOTS.values():
+        for path in roots.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                body = getattr(node, "body", None)
+                for i, st in enumerate(body if isinstance(body, list) else []):
+                    docstring = i == 0 and isinstance(
+                        node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+                    )
+                    literal = isinstance(st, ast.Expr) and isinstance(st.value, (ast.Constant, ast.JoinedStr))
+                    if literal and not docstring and not isinstance(getattr(st.value, "value", ""), type(Ellipsis)):
+                        stray.append(f"{path.relative_to(REPO)}:{st.lineno}")
+    assert not stray, stray
