@@ -9,29 +9,16 @@ import pytest
 from dynpose.domain.filters import flow
 from dynpose.domain.filters.base import FilterFrames
 from dynpose.domain.status import Status
+from tests.filter_textures import texture
 
 NAMES = [name for name, _ in flow.COLUMNS]
-
-
-def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """Smooth multi-scale noise plus small blobs: flow is well defined everywhere."""
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w), np.float32)
-    for s in (4, 8, 16, 32):
-        noise = rng.random((s, max(1, s * w // h))).astype(np.float32)
-        img += cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC) / np.sqrt(s)
-    img = (img - img.min()) / (img.max() - img.min()) * 200 + 20
-    for _ in range(h * w // 300):
-        centre = (int(rng.integers(w)), int(rng.integers(h)))
-        cv2.circle(img, centre, int(rng.integers(2, 5)), float(rng.integers(0, 255)), -1)
-    return np.clip(cv2.GaussianBlur(img, (0, 0), 1.0), 0, 255).astype(np.uint8)
 
 
 def clip(offsets, h: int = 135, w: int = 240, fps: float = 6.0, seed: int = 0) -> FilterFrames:
     """Frames cropped from a large texture at the given (x, y) offsets (camera translation in pixels)."""
     offsets = np.asarray(offsets, float)
     m = int(np.abs(offsets).max()) + 4
-    big = texture(h + 2 * m, w + 2 * m, seed)
+    big = texture(h + 2 * m, w + 2 * m, seed, colour=False)
     out = []
     for dx, dy in offsets:
         M = np.float32([[1, 0, -(m + dx)], [0, 1, -(m + dy)]])
@@ -41,7 +28,7 @@ def clip(offsets, h: int = 135, w: int = 240, fps: float = 6.0, seed: int = 0) -
 
 def still_with_blob(n: int = 24, h: int = 135, w: int = 240) -> FilterFrames:
     """A tripod shot: a still textured background and a small disc crossing it."""
-    base = texture(h, w, 1)
+    base = texture(h, w, 1, colour=False)
     frames = []
     for t in range(n):
         img = base.copy()
@@ -94,30 +81,6 @@ def test_irregular_sampling_is_rescaled_to_the_nominal_step():
     ff.timestamps = np.arange(13) * 0.2  # 0.2 s steps at "6 fps"
     res = flow.run(ff, flow.FlowConfig())
     assert res.columns["mean_flow"] == pytest.approx(6.0 / 135 * (1 / 6) / 0.2, rel=0.15)
-
-
-@pytest.mark.parametrize(
-    "frames,status",
-    [
-        (np.zeros((1, 90, 160, 3), np.uint8), Status.too_few_frames),
-        (np.zeros((0, 90, 160, 3), np.uint8), Status.too_few_frames),
-        (np.full((12, 90, 160, 3), 128, np.uint8), Status.no_texture),
-        (np.random.default_rng(0).integers(0, 255, (12, 8, 10, 3), dtype=np.uint8), "frames_too_small"),
-    ],
-)
-def test_bad_input_gives_no_score(frames, status):
-    ff = FilterFrames(frames, np.arange(len(frames)) / 6.0, 6.0, 160, 90)
-    res = flow.run(ff, flow.FlowConfig(), {"video_id": "x"})
-    assert res.score is None and res.status == status and res.message
-    assert list(res.columns) == NAMES
-
-
-def test_columns_match_the_declared_schema():
-    from dynpose.domain.filters.base import result_schema
-
-    res = flow.run(clip(pan(12, 5.0)))
-    schema = result_schema(flow.COLUMNS)
-    assert set(res.columns) <= set(schema.names) and flow.NAME == "filter_flow"
 
 
 def test_a_very_wide_frame_keeps_a_dis_safe_height():

@@ -10,22 +10,10 @@ from dynpose.domain.annotate.masks import DynamicMasks
 from dynpose.domain.filters import masking
 from dynpose.domain.filters.base import FilterFrames
 from dynpose.domain.status import Status
+from tests.filter_textures import texture
 
 NAMES = [name for name, _ in masking.COLUMNS]
 H, W = 135, 240
-
-
-def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((h, w, 3), np.float32)
-    for s in (4, 8, 16, 32):
-        noise = rng.random((s, max(1, s * w // h), 3)).astype(np.float32)
-        img += cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC) / np.sqrt(s)
-    img = (img - img.min()) / (img.max() - img.min()) * 200 + 20
-    for _ in range(h * w // 300):
-        colour = tuple(float(c) for c in rng.integers(0, 255, 3))
-        cv2.circle(img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(2, 5)), colour, -1)
-    return np.clip(cv2.GaussianBlur(img, (0, 0), 1.0), 0, 255).astype(np.uint8)
 
 
 def panning_clip_with_blob(n: int = 12, fps: float = 6.0) -> FilterFrames:
@@ -89,19 +77,3 @@ def test_keyframe_spacing_follows_the_frame_rate(monkeypatch):
     ff = panning_clip_with_blob(fps=3.0)
     masking.run(ff, masking.MaskingFilterConfig())
     assert captured["cfg"].detect_every == 3 and captured["cfg"].propagate == 3
-
-
-@pytest.mark.parametrize(
-    "frames,status",
-    [
-        (np.zeros((1, 90, 160, 3), np.uint8), Status.too_few_frames),
-        (np.zeros((0, 90, 160, 3), np.uint8), Status.too_few_frames),
-        (np.full((12, 90, 160, 3), 128, np.uint8), Status.no_texture),
-        (np.random.default_rng(0).integers(0, 255, (12, 8, 10, 3), dtype=np.uint8), "frames_too_small"),
-    ],
-)
-def test_bad_input_gives_no_score(frames, status):
-    ff = FilterFrames(frames, np.arange(len(frames)) / 6.0, 6.0, 160, 90)
-    res = masking.run(ff, masking.MaskingFilterConfig(), {"video_id": "x"})
-    assert res.score is None and res.status == status and res.message
-    assert list(res.columns) == NAMES
