@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dynpose.domain.filters import filter_module
 from dynpose.domain.filters.base import FilterFrames, result_schema
 from dynpose.domain.filters.cascade import FILTERS
 from dynpose.graph.settings import Settings
-from dynpose.graph.steps.filters import filter_module
 
 BAD = {
     "one frame": np.zeros((1, 90, 160, 3), np.uint8),

@@ -3,3 +3,10 @@
 Every filter module has a settings dataclass, a ``COLUMNS`` list of its sub-scores and raw
 measurements, and ``run(frames: FilterFrames, cfg, video: dict) -> FilterResult`` (see ``base``).
 """
+
+import importlib
+
+
+def filter_module(name: str):
+    """The module of one filter by its short name (content, flow, focal, ...)."""
+    return importlib.import_module(f"dynpose.domain.filters.{name}")

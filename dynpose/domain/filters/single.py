@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 
+from dynpose.domain.filters import filter_module
 from dynpose.domain.filters.base import FilterFrames, FilterFrameSettings, FilterResult
 from dynpose.domain.filters.cascade import FILTERS, CascadeSettings, decide
 from dynpose.domain.status import Status
@@ -46,8 +46,7 @@ def filter_video(path: str, frames: FilterFrameSettings, configs: dict, cascade:
         results = {}
         for name in FILTERS:
             t1 = time.perf_counter()
-            module = importlib.import_module(f"dynpose.domain.filters.{name}")
-            results[name] = (module.run(ff, configs[name], video), time.perf_counter() - t1)
+            results[name] = (filter_module(name).run(ff, configs[name], video), time.perf_counter() - t1)
     for name, (res, seconds) in results.items():
         out["filters"][name] = {
             "score": res.score,

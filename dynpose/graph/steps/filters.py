@@ -10,12 +10,12 @@ child process, so a native crash is that video's ``failed``, not the shard's.
 from __future__ import annotations
 
 import functools
-import importlib
 import time
 
 import pyarrow as pa
 
 from dynpose.domain.catalog import open_source
+from dynpose.domain.filters import filter_module
 from dynpose.domain.filters.base import FilterFrames, FilterResult, result_schema
 from dynpose.domain.filters.cascade import FILTERS, STAGES, decide, reaches
 from dynpose.domain.status import Status
@@ -34,10 +34,6 @@ DECISIONS_SCHEMA = pa.schema(
         *[(f"{name}_score", pa.float64()) for name in FILTERS],
     ]
 )
-
-
-def filter_module(name: str):
-    return importlib.import_module(f"dynpose.domain.filters.{name}")
 
 
 def filter_frames(video: dict, frames) -> FilterFrames:
