@@ -295,14 +295,13 @@ def cmd_annotate(args) -> int:
 
 
 def cmd_filter(args) -> int:
+    from dynpose.domain.filters.cascade import FILTERS
     from dynpose.domain.filters.single import filter_video
     from dynpose.graph.settings import load_settings
 
     st = load_settings(args.settings)
-    configs = {
-        name: st.section(f"filter_{name}") for name in ("content", "flow", "focal", "distortion", "tracking", "masking")
-    }
-    out = filter_video(args.video, st.filter_frames, configs, st.filter_decisions)
+    configs = {name: st.section(f"filter_{name}") for name in FILTERS}
+    out = filter_video(args.video, st.filter_frames, configs, st.filter_decisions, st.vlm)
     if args.json:
         print(json.dumps(out, indent=1, default=str))
     else:

@@ -25,6 +25,7 @@ STATUS = {
     "distortion": ("too_few_lines", "too_few_frames", "too_few_lines", "frames_too_small"),
     "tracking": ("too_few_frames", "too_few_frames", "no_texture", "frames_too_small"),
     "masking": ("too_few_frames", "too_few_frames", "no_texture", "frames_too_small"),
+    "vlm": ("skipped",) * 4,  # the default settings name no model (asked with frames: tests/test_filter_vlm.py)
 }
 
 

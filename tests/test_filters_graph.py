@@ -126,9 +126,10 @@ def test_the_cascade_stops_at_the_first_stage_below_its_threshold():
     d = decide(early, cfg)
     assert not d.kept and d.stage_left == "+".join(STAGES[0]) and "content" in d.reason
     assert not reaches(early, 1, cfg) and reaches(good, 4, cfg)
-    late = dict(good, masking=0.0)  # passes the partial means, fails the final mean
-    d = decide(late, cfg)
+    late = dict(good, masking=0.0, vlm=None)  # passes the partial means, fails the final mean
+    d = decide(late, cfg, statuses={"vlm": "skipped"})
     assert d.stage_left in ("masking", "final") and not d.kept
+    assert "not scored: vlm (skipped)" in d.reason
     unscored = dict(good, distortion=None)  # a filter that could not score does not count
     assert decide(unscored, cfg).kept and "distortion" in decide(unscored, cfg).reason
     assert decide({}, cfg).reason == "no filter could score this video"

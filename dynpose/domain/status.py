@@ -24,5 +24,9 @@ class Status(StrEnum):
     # the filtering cascade (dynpose.domain.filters.cascade): not failures of the video's data
     not_reached = "not_reached"  # a filter the cascade never ran: an earlier stage rejected the video
     filtered_out = "filtered_out"  # an annotation product skipped the video: the cascade did not keep it
+    # the VLM (dynpose.domain.vlm_client): the model's or the service's fault, asked again next run
+    skipped = "skipped"  # no VLM endpoint configured: the cascade decides without it
+    vlm_error = "vlm_error"  # the service failed after the client's retries (HTTP error, timeout)
+    vlm_bad_answer = "vlm_bad_answer"  # the answer was not the schema's object
     # a crash of one video's work (native fault, killed for memory): recorded, the shard goes on
     failed = "failed"

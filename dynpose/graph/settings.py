@@ -27,6 +27,8 @@ from dynpose.domain.filters.flow import FlowConfig
 from dynpose.domain.filters.focal import FocalConfig
 from dynpose.domain.filters.masking import MaskingFilterConfig
 from dynpose.domain.filters.tracking import TrackingFilterConfig
+from dynpose.domain.filters.vlm import VlmConfig
+from dynpose.domain.vlm_client import VlmEndpoint
 from dynpose.graph.checks import CheckSettings
 from dynpose.storage.ingest import IngestSettings
 
@@ -56,6 +58,8 @@ class BenchmarkSettings:
 class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     clip_catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    # the VLM endpoint (base_url defaults to $OPENAI_BASE_URL; no model: no VLM), for filter_vlm and the masks
+    vlm: VlmEndpoint = field(default_factory=VlmEndpoint)
     filter_frames: FilterFrameSettings = field(default_factory=FilterFrameSettings)
     filter_content: ContentConfig = field(default_factory=ContentConfig)
     filter_flow: FlowConfig = field(default_factory=FlowConfig)
@@ -63,6 +67,7 @@ class Settings:
     filter_distortion: DistortionConfig = field(default_factory=DistortionConfig)
     filter_tracking: TrackingFilterConfig = field(default_factory=TrackingFilterConfig)
     filter_masking: MaskingFilterConfig = field(default_factory=MaskingFilterConfig)
+    filter_vlm: VlmConfig = field(default_factory=VlmConfig)  # what the VLM filter asks
     filter_decisions: CascadeSettings = field(default_factory=CascadeSettings)
     annotation: AnnotationSettings = field(default_factory=AnnotationSettings)
     sampled_frames: FrameSettings = field(default_factory=FrameSettings)

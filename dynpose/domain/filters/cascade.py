@@ -26,7 +26,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("masking",),
     ("vlm",),
 )
-FILTERS = tuple(name for stage in STAGES for name in stage if name != "vlm")
+FILTERS = tuple(name for stage in STAGES for name in stage)
 
 
 @dataclass
@@ -78,8 +78,14 @@ def _stage_verdict(scores: dict[str, float | None], index: int, cfg: CascadeSett
     return f"mean {partial:.2f} < {threshold:.2f} after {stage_name(index)} (lowest: {low} {scores[low]:.2f})"
 
 
-def decide(scores: dict[str, float | None], cfg: CascadeSettings, upstream_status: str = Status.ok) -> Decision:
-    """The cascade's decision for one video from its filter scores (None: not computed)."""
+def decide(
+    scores: dict[str, float | None],
+    cfg: CascadeSettings,
+    upstream_status: str = Status.ok,
+    statuses: dict[str, str] | None = None,
+) -> Decision:
+    """The cascade's decision for one video from its filter scores (None: not computed); a filter's
+    status in ``statuses`` says in the reason why it did not score (e.g. ``vlm (skipped)``)."""
     if upstream_status != Status.ok:
         return Decision(None, False, "catalog", f"catalog status {upstream_status}")
     for index in range(len(STAGES)):
@@ -89,12 +95,9 @@ def decide(scores: dict[str, float | None], cfg: CascadeSettings, upstream_statu
     final = _mean(scores, scores)
     if final is None:
         return Decision(None, False, "final", "no filter could score this video")
+    statuses = statuses or {}
+    unscored = [f"{n} ({statuses[n]})" if statuses.get(n) else n for n in FILTERS if scores.get(n) is None]
+    note = f"; not scored: {', '.join(unscored)}" if unscored else ""
     if final < cfg.final_threshold:
-        return Decision(final, False, "final", f"mean {final:.3f} < final threshold {cfg.final_threshold}")
-    skipped = [n for stage in STAGES for n in stage if scores.get(n) is None]
-    return Decision(
-        final,
-        True,
-        None,
-        f"mean {final:.3f} >= {cfg.final_threshold}" + (f"; not scored: {', '.join(skipped)}" if skipped else ""),
-    )
+        return Decision(final, False, "final", f"mean {final:.3f} < final threshold {cfg.final_threshold}{note}")
+    return Decision(final, True, None, f"mean {final:.3f} >= {cfg.final_threshold}{note}")

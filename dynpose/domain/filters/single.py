@@ -10,13 +10,17 @@ from dynpose.domain.filters.base import FilterFrames, FilterFrameSettings, Filte
 from dynpose.domain.filters.cascade import FILTERS, CascadeSettings, decide
 from dynpose.domain.status import Status
 from dynpose.domain.video import VideoError, probe, sample_frames
+from dynpose.domain.vlm_client import VlmEndpoint
 
 
-def filter_video(path: str, frames: FilterFrameSettings, configs: dict, cascade: CascadeSettings) -> dict:
+def filter_video(
+    path: str, frames: FilterFrameSettings, configs: dict, cascade: CascadeSettings, endpoint: VlmEndpoint | None = None
+) -> dict:
     """{video, status, decode_s, filters: {name: score, status, message, seconds, columns}, decision}.
 
     Every filter runs (no gating), so each score is there to read; the decision is the staged one.
-    ``configs`` maps a filter name (content, flow, ...) to its settings.
+    ``configs`` maps a filter name (content, flow, ...) to its settings; the VLM filter asks
+    ``endpoint`` (skipped when it is None or not configured), without a cache.
     """
     out: dict = {"video": str(path), "status": Status.ok, "message": None, "filters": {}}
     t0 = time.perf_counter()
@@ -46,7 +50,8 @@ def filter_video(path: str, frames: FilterFrameSettings, configs: dict, cascade:
         results = {}
         for name in FILTERS:
             t1 = time.perf_counter()
-            results[name] = (filter_module(name).run(ff, configs[name], video), time.perf_counter() - t1)
+            extra = {"endpoint": endpoint or VlmEndpoint(model="")} if name == "vlm" else {}
+            results[name] = (filter_module(name).run(ff, configs[name], video, **extra), time.perf_counter() - t1)
     for name, (res, seconds) in results.items():
         out["filters"][name] = {
             "score": res.score,
@@ -55,6 +60,7 @@ def filter_video(path: str, frames: FilterFrameSettings, configs: dict, cascade:
             "seconds": seconds,
             "columns": res.columns,
         }
-    d = decide({n: r.score for n, (r, _) in results.items()}, cascade, out["status"])
+    scores = {n: r.score for n, (r, _) in results.items()}
+    d = decide(scores, cascade, out["status"], {n: str(r.status) for n, (r, _) in results.items()})
     out["decision"] = {"score": d.score, "kept": d.kept, "stage_left": d.stage_left, "reason": d.reason}
     return out
