@@ -15,9 +15,9 @@ from dynpose.domain import vlm_client
 from dynpose.domain.filters import vlm
 from dynpose.domain.filters.base import FilterFrames
 from dynpose.domain.vlm_client import VlmEndpoint
+from dynpose.evaluation.vlm_server import vlm_server
 from dynpose.storage.lake import Lake
 from dynpose.storage.vlm_cache import VlmCache
-from tests.vlm_server import vlm_server
 
 KEY = "sk-test-SECRET-0123456789"
 NO = {q: False for q in vlm.ANSWERS}

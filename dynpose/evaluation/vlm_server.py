@@ -1,4 +1,4 @@
-"""A small OpenAI-compatible chat-completions server for the VLM tests (a helper, not a test file).
+"""A small OpenAI-compatible chat-completions server on 127.0.0.1: test fault modes and an oracle VLM.
 
     with vlm_server(mode="correct", answers={...}) as server:
         cfg = VlmConfig(base_url=server.base_url, model="test-vlm", ...)
