@@ -123,7 +123,25 @@ def cmd_status(args) -> int:
     shards = registry.shards()
     print(f"lake {lake.url}: {len(shards)} shard(s), {sum(len(registry.videos(s)) for s in shards)} video(s)")
     _print_table(status(_lake_url(args), args.settings))
+    spend = vlm_spend(lake)
+    if spend:
+        print("\nVLM spend (SQL: select * from vlm_spend):")
+        _print_table(spend)
     return 0
+
+
+def vlm_spend(lake) -> list[dict]:
+    """Requests, tokens and cost of every use of the VLM in the lake, from the vlm_spend view."""
+    from dynpose.storage.sql import VLM_SPEND_VIEW, build_catalog, query
+
+    totals = (
+        "SELECT use, sum(videos) AS videos, sum(asked) AS asked, sum(cached) AS cached, sum(vlm_error) AS vlm_error, "
+        "sum(vlm_bad_answer) AS vlm_bad_answer, sum(skipped) AS skipped, sum(tokens_in) AS tokens_in, "
+        f"sum(tokens_out) AS tokens_out, sum(cost_usd) AS cost_usd FROM {VLM_SPEND_VIEW} GROUP BY use ORDER BY use"
+    )
+    if VLM_SPEND_VIEW not in build_catalog(lake):  # no product has asked a VLM yet
+        return []
+    return query(lake, totals, rebuild=False).to_pylist()
 
 
 def cmd_sql(args) -> int:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import pyarrow as pa
+
 from dynpose.graph.executors import Executor, InProcessExecutor
 from dynpose.graph.settings import Settings
 from dynpose.graph.steps import annotations as _annotations
@@ -99,6 +101,12 @@ def plan_product(lake: Lake, product: Product, shard: str, settings: Settings) -
     return ledger.why_stale(product.name, shard, product.code_version, settings_hash(product, settings), inputs)
 
 
+def _retry_count(product: Product, table: pa.Table) -> int:
+    if not product.retry_statuses or "status" not in table.column_names:
+        return 0
+    return sum(s in product.retry_statuses for s in table.column("status").to_pylist())
+
+
 def materialize_product(
     lake: Lake,
     product: Product,
@@ -137,7 +145,7 @@ def materialize_product(
     try:
         table = product.compute(ctx)
         payload = Lake.parquet_bytes(table)
-        version = data_version(payload, product.code_version, cfg, inputs)
+        version = data_version(payload, product.code_version, cfg)
         lake.put_bytes(lake.table_path(product.name, shard), payload)
     except Exception as exc:
         wall = time.perf_counter() - wall0
@@ -153,9 +161,19 @@ def materialize_product(
         raise
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     # The state is written after the data: a crash in between leaves the shard stale, never wrong.
+    retry = _retry_count(product, table)
+    if retry:
+        log(f"{product.name}[{shard}]: {retry} video(s) to retry on the next run")
     ledger.append(
         LedgerRecord(
-            action="computed", data_version=version, rows=table.num_rows, wall_s=wall, cpu_s=cpu, reason=reason, **base
+            action="computed",
+            data_version=version,
+            rows=table.num_rows,
+            retry=retry,
+            wall_s=wall,
+            cpu_s=cpu,
+            reason=reason,
+            **base,
         )
     )
     return Outcome(product.name, shard, "computed", version, table.num_rows, reason, wall)

@@ -33,6 +33,7 @@ LEDGER_SCHEMA = pa.schema(
         ("input_versions", pa.string()),  # JSON {product: data_version}
         ("data_version", pa.string()),
         ("rows", pa.int64()),
+        ("retry", pa.int64()),  # rows whose status asks for another try (e.g. a VLM fault): the shard stays stale
         ("wall_s", pa.float64()),
         ("cpu_s", pa.float64()),
         ("reason", pa.string()),  # why it was (re)computed, or why skipped/failed
@@ -53,9 +54,12 @@ def config_hash(settings) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def data_version(output: bytes, code_version: str, cfg_hash: str, inputs: dict[str, str]) -> str:
+def data_version(output: bytes, code_version: str, cfg_hash: str) -> str:
+    """The version of a product's shard: its bytes, code and settings. Not its inputs' versions:
+    an input that changed but left this output byte-identical (a retried VLM answer, a filter
+    decision unchanged by a new score) leaves everything below it fresh (early cutoff)."""
     h = hashlib.sha256(output)
-    h.update(json.dumps([code_version, cfg_hash, sorted(inputs.items())]).encode())
+    h.update(json.dumps([code_version, cfg_hash]).encode())
     return h.hexdigest()[:16]
 
 
@@ -69,6 +73,7 @@ class LedgerRecord:
     input_versions: dict[str, str] = field(default_factory=dict)
     data_version: str = ""
     rows: int = 0
+    retry: int = 0
     wall_s: float = 0.0
     cpu_s: float = 0.0
     reason: str = ""
@@ -83,6 +88,7 @@ class LedgerRecord:
     @classmethod
     def from_row(cls, row: dict) -> "LedgerRecord":
         row = dict(row)
+        row["retry"] = row.get("retry") or 0  # absent from records written before it existed
         row["input_versions"] = json.loads(row.get("input_versions") or "{}")
         if isinstance(row.get("recorded_at"), str):
             row["recorded_at"] = dt.datetime.fromisoformat(row["recorded_at"])
@@ -132,7 +138,7 @@ class Ledger:
                     tables.append(pq.read_table(io.BytesIO(self.lake.get_bytes(f"{directory}/{name}"))))
         if not tables:
             return LEDGER_SCHEMA.empty_table()
-        return pa.concat_tables(tables).sort_by([("recorded_at", "ascending")])
+        return pa.concat_tables(tables, promote_options="default").sort_by([("recorded_at", "ascending")])
 
     def run_records(self, run_id: str, products: list[str], shard: str) -> list[LedgerRecord]:
         """What one run did to these products' shard: the records it appended, in order."""
@@ -178,6 +184,8 @@ class Ledger:
         changed = sorted(k for k in inputs if rec.input_versions.get(k) != inputs[k])
         if changed:
             return "input changed: " + ", ".join(changed)
+        if rec.retry:
+            return f"{rec.retry} video(s) to retry"
         return None
 
 

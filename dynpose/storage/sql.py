@@ -19,6 +19,30 @@ from dynpose.storage.lake import TABLES, Lake
 # Views over the lake's own bookkeeping, besides the products.
 LEDGER_VIEW = "ledger"
 
+# The VLM's spend per use and shard, over the products that ask a VLM (those present). A request
+# was sent for every row that has an answer or a fault and is not cached; a cached row's tokens and
+# cost are its original request's, so they count in the cache's savings, not in the spend.
+VLM_SPEND_VIEW = "vlm_spend"
+VLM_USES = {
+    "filter_vlm": "SELECT shard, status, tokens_in, tokens_out, cost_usd, cached FROM filter_vlm",
+    "dynamic_masks": "SELECT shard, vlm_status AS status, vlm_tokens_in AS tokens_in, vlm_tokens_out AS tokens_out, "
+    "vlm_cost_usd AS cost_usd, vlm_cached AS cached FROM dynamic_masks",
+}
+_SPEND = """
+SELECT '{use}' AS use, shard,
+    count(*) AS videos,
+    count(*) FILTER (WHERE status IN ('ok', 'vlm_error', 'vlm_bad_answer') AND NOT coalesce(cached, false)) AS asked,
+    count(*) FILTER (WHERE coalesce(cached, false)) AS cached,
+    count(*) FILTER (WHERE status = 'vlm_error') AS vlm_error,
+    count(*) FILTER (WHERE status = 'vlm_bad_answer') AS vlm_bad_answer,
+    count(*) FILTER (WHERE status = 'skipped') AS skipped,
+    coalesce(sum(tokens_in) FILTER (WHERE NOT coalesce(cached, false)), 0) AS tokens_in,
+    coalesce(sum(tokens_out) FILTER (WHERE NOT coalesce(cached, false)), 0) AS tokens_out,
+    coalesce(sum(cost_usd) FILTER (WHERE NOT coalesce(cached, false)), 0) AS cost_usd,
+    coalesce(sum(cost_usd) FILTER (WHERE coalesce(cached, false)), 0) AS saved_usd
+FROM ({source}) GROUP BY shard
+"""
+
 
 def catalog_path(lake: Lake) -> Path:
     if lake.is_local:
@@ -69,6 +93,18 @@ def build_catalog(lake: Lake) -> list[str]:
                 "union_by_name = true)"
             )
             views.append(LEDGER_VIEW)
+        spend = []
+        for use, source in VLM_USES.items():
+            if use not in views:
+                continue
+            try:  # a product written before it asked a VLM has no such columns
+                con.execute(f"SELECT * FROM ({source}) LIMIT 0")
+            except duckdb.Error:
+                continue
+            spend.append(_SPEND.format(use=use, source=source))
+        if spend:
+            con.execute(f"CREATE VIEW {VLM_SPEND_VIEW} AS " + " UNION ALL ".join(spend))
+            views.append(VLM_SPEND_VIEW)
     finally:
         con.close()
     os.replace(tmp, path)

@@ -74,6 +74,9 @@ class Product:
     uses: tuple[str, ...] = ()
     schema: pa.Schema | None = None  # the stored table's columns: checked, and shown in the UI
     checks: tuple[str, ...] = ()  # data checks beyond the schema and failed share (dynpose.graph.checks.CHECKS)
+    # Row statuses that are a service's fault, not the video's (a VLM timeout): a shard holding any
+    # stays stale, so the next run asks again for those videos (the rest come from caches).
+    retry_statuses: tuple[str, ...] = ()
 
 
 AGGREGATE = "all"

@@ -226,6 +226,7 @@ def _filter_product(name: str) -> Product:
         uses=("filter_frames", *(("filter_decisions",) if stage else ()), *(("vlm",) if name == "vlm" else ())),
         schema=result_schema(module.COLUMNS),
         checks=("unique_video_ids",),
+        retry_statuses=(Status.vlm_error, Status.vlm_bad_answer) if name == "vlm" else (),
     )
 
 
