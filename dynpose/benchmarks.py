@@ -7,6 +7,7 @@ compute nothing (the ledger answers every shard).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,6 +279,60 @@ class FilterBenchmarkResult:
 FILTER_PRODUCTS = ["clip_catalog", *[f"filter_{n}" for n in FILTERS], "filter_decisions", "filter_benchmark"]
 
 
+VLM_NOTES = {
+    None: "VLM: the endpoint of the settings (none by default: the stage is skipped, the cascade decides without it).",
+    "oracle": "VLM: **oracle** (a local server answering the eight questions from the generator's labels). It is a "
+    "perfect VLM: the +vlm rows are the cascade's ceiling with one, an upper bound and not a model's figure.",
+    "garbage": "VLM: a local server whose every answer is malformed. Every video is `vlm_bad_answer`, no score is "
+    "guessed, and the cascade decides as it does without a VLM.",
+}
+
+
+@contextlib.contextmanager
+def _bench_vlm(kind, lake, suite_dir: Path, settings, settings_path: Path):
+    """Point the settings at a local VLM server for the run (or leave them as they are)."""
+    import csv
+
+    import yaml
+
+    from dynpose.evaluation.filters import oracle_labels
+    from dynpose.evaluation.vlm_server import vlm_server
+    from dynpose.graph.settings import settings_to_dict
+    from dynpose.storage.ingest import Registry
+
+    if kind is None:
+        yield None
+        return
+    if kind not in ("oracle", "garbage"):
+        raise ValueError(f"unknown benchmark VLM {kind!r}: use 'oracle' or 'garbage'")
+    with open(suite_dir / "labels.csv") as f:
+        reason = {r["file"]: r["reason"] for r in csv.DictReader(f)}
+    registry = Registry(lake)  # video ids are content hashes, known once the suite is ingested
+    videos = {v["video_id"]: v["uri"] for s in registry.shards() for v in registry.videos(s)}
+    labels = oracle_labels({vid: reason[uri.rsplit("/", 1)[-1]] for vid, uri in videos.items()})
+    with vlm_server(kind, labels=labels) as server:
+        settings.vlm.base_url, settings.vlm.model = server.base_url, f"{kind}-vlm"
+        settings.vlm.requests_per_minute, settings.vlm.max_retries = 0, 0
+        settings_path.write_text(yaml.safe_dump(_plain(settings_to_dict(settings))))
+        yield server
+
+
+def _vlm_table(lake, kind, requests: int) -> list[dict]:
+    rows = lake.read_product("filter_vlm").to_pylist()
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return [
+        {
+            "server": kind or "settings",
+            "videos": len(rows),
+            **{f"status {k}": v for k, v in sorted(counts.items())},
+            "requests": requests,
+            "tokens in": sum(r["tokens_in"] or 0 for r in rows),
+        }
+    ]
+
+
 def filter_benchmark(
     out: Path,
     suite: str | None = None,
@@ -286,11 +341,16 @@ def filter_benchmark(
     workers: int | None = None,
     tune: bool = False,
     size: int | None = None,
+    vlm: str | None = None,
     log=print,
 ) -> FilterBenchmarkResult:
     """Every filter on every video of a labelled suite (no gating, so every curve is complete), the
     cascade's staged decision, and the Table 5 style report. ``tune`` also fits the cascade's
-    thresholds on this suite: only ever on a tuning split (seed 0), never on the one reported."""
+    thresholds on this suite: only ever on a tuning split (seed 0), never on the one reported.
+
+    ``vlm="oracle"`` runs the VLM stage against the local test server answering from the suite's
+    labels (a perfect VLM: the cascade's ceiling, not a model's figure); ``vlm="garbage"`` against
+    one whose every answer is malformed (the cascade must fall back to its no-VLM decision)."""
     import os
     import shutil
 
@@ -320,9 +380,11 @@ def filter_benchmark(
     settings_path.write_text(yaml.safe_dump(_plain(settings_to_dict(settings))))
     lake_url = str(out / "lake")
     log(ingest(str(suite_dir), Lake(lake_url), settings.ingest).summary())
-    t0 = time.perf_counter()
-    outcomes = materialize(lake_url, str(settings_path), select=FILTER_PRODUCTS, workers=workers)
-    wall = time.perf_counter() - t0
+    with _bench_vlm(vlm, Lake(lake_url), suite_dir, settings, settings_path) as server:
+        t0 = time.perf_counter()
+        outcomes = materialize(lake_url, str(settings_path), select=FILTER_PRODUCTS, workers=workers)
+        wall = time.perf_counter() - t0
+        requests = server.requests if server else 0
     failed = [o for o in outcomes if o.action == "failed"]
     if failed:
         raise RuntimeError(f"{len(failed)} product(s) failed: {', '.join(f'{o.product}[{o.shard}]' for o in failed)}")
@@ -394,8 +456,10 @@ def filter_benchmark(
                 ],
             )
         )
+    tables.append(("VLM stage", _vlm_table(lake, vlm, requests)))
     tables.append(("Run", [{"videos": len(decisions), "workers": workers, "wall s": wall, "machine": machine_line()}]))
     md = [f"# Filter benchmark: {suite_dir}", "", machine_line(), ""]
+    md += [VLM_NOTES[vlm], ""]
     for title, rows in tables:
         md += [f"## {title}", "", markdown_table(rows) if rows else "_No rows (labels of one class only?)._", ""]
     plots = {"pr_curves.png": plot_pr_rows([r for r in bench if r["kind"] != "cumulative"])} if bench else {}

@@ -406,6 +406,7 @@ def cmd_bench(args) -> int:
             workers=args.workers,
             tune=args.tune,
             size=args.size,
+            vlm=args.vlm,
         )
         _print_tables(result.tables)
         print(f"\nreport: {result.report} (PR curves beside it; also the filter_benchmark asset in the UI)")
@@ -518,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune",
         action="store_true",
         help="filters: also fit the cascade thresholds on this suite (a tuning split only)",
+    )
+    p.add_argument(
+        "--vlm",
+        choices=["oracle", "garbage"],
+        help="filters: run the VLM stage against a local server: oracle (answers from the labels: an upper "
+        "bound) or garbage (malformed answers)",
     )
     p.add_argument("--suite", help="poses: a synthetic suite folder (default: render the 'bench' suite into OUT/suite)")
     p.add_argument(

@@ -168,3 +168,16 @@ def test_a_killed_run_resumes_without_asking_again(filtered_lake, tmp_path):
         assert len(after) == VIDEOS - answered and len(set(after)) == len(after)  # only what had no answer
         assert set(before) | set(after) == {r["video_id"] for n, r in _rows(lake).items() if n != "corrupt.mp4"}
         assert all(r["status"] == "ok" for n, r in _rows(lake).items() if n != "corrupt.mp4")
+
+
+def test_the_oracle_answers_from_the_generator_labels():
+    from dynpose.domain.filters.vlm import ANSWERS
+    from dynpose.domain.synth.variants import VARIANTS
+    from dynpose.evaluation.filters import ORACLE_YES, oracle_labels
+
+    labels = oracle_labels({v: VARIANTS[v][2] for v in VARIANTS})
+    assert labels["none"] == {} and labels["static_scene"] == {"q_static_scene": True}
+    assert labels["cartoon"] == {"q_synthetic": True} and labels["tripod"] == {}  # no question asks about a tripod
+    assert all(q in ANSWERS for qs in ORACLE_YES.values() for q in qs)
+    with pytest.raises(ValueError, match="no synthetic variant"):
+        oracle_labels({"x": "a real clip's reason"})

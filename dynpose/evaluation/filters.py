@@ -20,6 +20,33 @@ from dynpose.evaluation.metrics.precision_recall import evaluate_filter, precisi
 ABLATION = ("content", "flow", "tracking", "masking", "focal", "distortion", "vlm")
 
 
+# What a perfect VLM answers for each synthetic variant (dynpose.domain.synth.variants): the
+# paper's questions whose true answer is yes. Tripod, shot_change, zoom and low_res are reasons no
+# question asks about, so even a perfect VLM lets them through (the other filters must catch them).
+ORACLE_YES: dict[str, tuple[str, ...]] = {
+    "static_scene": ("q_static_scene",),
+    "fisheye": ("q_distorted",),
+    "huge_object": ("q_background_unmatchable",),
+    "long_focal": ("q_long_focal", "q_background_unmatchable"),
+    "cartoon": ("q_synthetic",),
+    "overlay": ("q_post_processed",),
+    "side_by_side": ("q_post_processed",),
+}
+
+
+def oracle_labels(reasons: dict[str, str]) -> dict[str, dict[str, bool]]:
+    """{video_id: {question: True}} for the oracle VLM server from each video's labels.csv reason."""
+    from dynpose.domain.synth.variants import VARIANTS
+
+    variant_of = {reason: variant for variant, (_, _, reason) in VARIANTS.items()}
+    out = {}
+    for video_id, reason in reasons.items():
+        if reason not in variant_of:
+            raise ValueError(f"no synthetic variant has the reason {reason!r}: the oracle needs a generated suite")
+        out[video_id] = {q: True for q in ORACLE_YES.get(variant_of[reason], ())}
+    return out
+
+
 @dataclass
 class Labelled:
     video_id: str
