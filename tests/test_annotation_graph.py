@@ -9,6 +9,7 @@ import pytest
 
 from dynpose.domain.annotate.pipeline import AnnotateConfig, annotate_video
 from dynpose.domain.camera import camera_centers
+from dynpose.domain.filters.cascade import FILTERS as CASCADE_FILTERS
 from dynpose.domain.poses import pose_from_row
 from dynpose.domain.synth import generate_suite
 from dynpose.domain.synth.io import encode_mp4
@@ -19,9 +20,7 @@ from dynpose.graph.settings import IngestSettings, load_settings
 from dynpose.storage.ingest import ingest
 from dynpose.storage.lake import Lake
 
-FILTERS = [f"filter_{n}" for n in ("content", "flow", "focal", "distortion", "tracking", "masking")] + [
-    "filter_decisions"
-]
+FILTERS = [f"filter_{n}" for n in CASCADE_FILTERS] + ["filter_decisions"]
 ANNOTATION = ["clip_catalog", *FILTERS, "sampled_frames", "dynamic_masks", "tracklets", "camera_poses", "pose_quality"]
 
 
