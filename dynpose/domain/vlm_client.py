@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import threading
 import time
@@ -103,6 +104,18 @@ def encode_jpeg(rgb: np.ndarray, side: int) -> bytes:
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def json_object(content) -> dict | None:
+    """The answer's content as a JSON object, or None (not a string, not JSON, not an object):
+    the first step of every strict parser."""
+    if not isinstance(content, str):
+        return None
+    try:
+        obj = json.loads(content)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def cache_key(video_id: str, jpegs: list[bytes], prompt_version: str, model: str) -> str:

@@ -15,7 +15,6 @@ bytes, the mode and prompt version, and the model.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import pyarrow as pa
 
 from dynpose.domain.filters.base import FilterFrames, FilterResult
 from dynpose.domain.status import Status
-from dynpose.domain.vlm_client import VlmEndpoint, ask, cache_key, encode_jpeg
+from dynpose.domain.vlm_client import VlmEndpoint, ask, cache_key, encode_jpeg, json_object
 
 NAME = "filter_vlm"
 
@@ -127,13 +126,8 @@ def sample_jpegs(frames: FilterFrames, count: int, side: int) -> list[bytes]:
 # -- strict parsing ------------------------------------------------------------------------------
 def parse_answer(content, mode: str) -> dict | None:
     """The answer as {column: value}, or None when it is not exactly the schema's object."""
-    if not isinstance(content, str):
-        return None
-    try:
-        obj = json.loads(content)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict):
+    obj = json_object(content)
+    if obj is None:
         return None
     if mode == "score":
         v = obj.get("suitability")
