@@ -7,12 +7,16 @@ Components and back ends (details in docs/masks.md):
 - semantic: people from MediaPipe Pose segmentation (``masks_detect``); OneFormer is not available;
 - interaction: MediaPipe hands plus the moving regions attached to them (``masks_motion``);
 - motion: Ro-DynRF's Sampson-error mask on DIS flow, threshold H*W/8100 (``flow``, ``masks_motion``);
-- propagation: flow warping (default, CPU) or the SAM2 video predictor (``masks_sam2``).
+- propagation: flow warping (default, CPU) or the SAM2 video predictor (``masks_sam2``);
+- vlm (only with ``objects``, DynaPo): boxes a vision-language model gave for key frames, segmented
+  by GrabCut or SAM2 (``masks_vlm``); it joins the union that is propagated.
 
 Masks are computed at ``work_max_side`` and returned at input size. In ``components`` the
 semantic, interaction and motion arrays are set only on ``detected_frames``; ``propagated`` covers
-every frame that a detection reaches; ``union`` is the or of all four, dilated by ``dilate`` work
-pixels as Ro-DynRF does (so it is slightly larger than the components).
+every frame that a detection reaches; ``union`` is the or of all of them, dilated by ``dilate`` work
+pixels as Ro-DynRF does (so it is slightly larger than the components). With ``objects``,
+``components["vlm"]`` is set on the frames that have objects and ``union_no_vlm`` is the union as it
+would be without them (the ablation: identical to a call without ``objects``).
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ import numpy as np
 
 from dynpose.domain.annotate import flow as fl
 from dynpose.domain.annotate import masks_detect as det
+from dynpose.domain.annotate import masks_vlm as mv
 from dynpose.domain.annotate.masks_motion import interaction_mask, motion_mask
 from dynpose.domain.annotate.masks_propagate import FlowPropagator
 
 COMPONENTS = ("semantic", "interaction", "motion", "propagated")
+VLM = "vlm"  # the DynaPo component: present only when compute_dynamic_masks is given objects
 
 
 @dataclass
@@ -57,14 +63,27 @@ class MaskConfig:
     dilate: int = 2  # final dilation of detections, work pixels (Ro-DynRF: disk(2))
     propagate_refine: bool = True  # flow propagator: motion-only parts re-thresholded per frame
     sam2_device: str = "cpu"
+    # DynaPo's VLM component (masks_vlm), used only when a VLM endpoint is configured
+    vlm: bool = True
+    vlm_keyframes: int = 16  # at most this many detection frames sent, as images of one request
+    vlm_frame_side: int = 512  # long side of each image sent
+    vlm_prompt_version: str = "1"  # bump when the prompt changes: cached answers are then asked again
+    vlm_segmenter: str = "auto"  # auto (sam2 when sam2_checkpoint is set, else grabcut) | grabcut | sam2 | box
+    vlm_motion: str = "none"  # the box's mask and the motion mask inside the box: none | and | or
+
+    def segmenter(self) -> str:
+        if self.vlm_segmenter == "auto":
+            return "sam2" if self.sam2_checkpoint else "grabcut"
+        return self.vlm_segmenter
 
 
 @dataclass
 class DynamicMasks:
     union: np.ndarray  # (N, H, W) bool
-    components: dict[str, np.ndarray]  # "semantic", "interaction", "motion", "propagated" -> (N, H, W) bool
+    components: dict[str, np.ndarray]  # "semantic", "interaction", "motion", "propagated" (, "vlm") -> (N, H, W) bool
     detected_frames: np.ndarray  # indices where detection ran
     timings: dict[str, float] = field(default_factory=dict)  # seconds per component
+    union_no_vlm: np.ndarray | None = None  # with objects: the union without the vlm component
 
     def coverage(self) -> dict[str, np.ndarray]:
         """Per-frame fraction of the frame covered, per component and for the union."""
@@ -201,8 +220,32 @@ def _dilate(masks: np.ndarray, radius: int) -> np.ndarray:
     return np.stack([cv2.dilate(m.astype(np.uint8), kernel) > 0 if m.any() else m for m in masks])
 
 
-def compute_dynamic_masks(frames: np.ndarray, cfg: MaskConfig | None = None) -> DynamicMasks:
-    """Dynamic masks of ``frames`` ((N, H, W, 3) uint8 RGB, sampled at 12 fps for paper settings)."""
+def _every(cfg: MaskConfig) -> int:
+    return 1 if cfg.propagator == "none" else max(1, cfg.detect_every)
+
+
+def detection_frames(n: int, cfg: MaskConfig) -> np.ndarray:
+    """The frames the detectors run on (every ``detect_every``-th; every frame without propagation)."""
+    return np.arange(0, n, _every(cfg))
+
+
+def _make_box_segmenter(cfg: MaskConfig):
+    """SAM2's box segmentation when the vlm component uses it, else None (GrabCut needs nothing)."""
+    if cfg.segmenter() != "sam2":
+        return None
+    from dynpose.domain.annotate.masks_sam2 import Sam2BoxSegmenter
+
+    return Sam2BoxSegmenter(cfg.sam2_checkpoint, cfg.sam2_config, cfg.sam2_device)
+
+
+def compute_dynamic_masks(
+    frames: np.ndarray, cfg: MaskConfig | None = None, objects: dict[int, list[mv.VlmObject]] | None = None
+) -> DynamicMasks:
+    """Dynamic masks of ``frames`` ((N, H, W, 3) uint8 RGB, sampled at 12 fps for paper settings).
+
+    ``objects``: the VLM's boxes per detection frame index (``masks_vlm``); their masks are the
+    ``vlm`` component. None: no vlm component, and the result is what it always was.
+    """
     cfg = cfg or MaskConfig()
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"frames must be (N, H, W, 3) RGB, got {frames.shape}")
@@ -212,29 +255,49 @@ def compute_dynamic_masks(frames: np.ndarray, cfg: MaskConfig | None = None) -> 
     with clock("resize"):
         work = _resize_frames(np.asarray(frames, np.uint8), cfg.work_max_side)
     ev = _Evidence(work, cfg, clock)
-    every = 1 if cfg.propagator == "none" else max(1, cfg.detect_every)
+    every = _every(cfg)
     detected = np.arange(0, n, every)
+    if objects is not None and set(objects) - set(detected.tolist()):
+        raise ValueError(f"objects on frames that are not detection frames: {sorted(set(objects) - set(detected))}")
     shape = (n,) + work.shape[1:3]
-    comp = {name: np.zeros(shape, bool) for name in COMPONENTS}
+    names = COMPONENTS + ((VLM,) if objects is not None else ())
+    comp = {name: np.zeros(shape, bool) for name in names}
+    propagated_no_vlm = np.zeros(shape, bool) if objects is not None else None
     propagator = None if cfg.propagator == "none" else _make_propagator(cfg, work, ev)
+    boxes = _make_box_segmenter(cfg) if objects else None
     for i in detected:
         found = _detect(i, work[i], ev, cfg)
+        vlm = np.zeros(shape[1:], bool)
+        if objects and objects.get(int(i)):
+            with clock("vlm"):
+                motion = ev.motion(i) if cfg.vlm_motion != "none" else None
+                vlm = mv.segment_objects(work[i], objects[int(i)], cfg.segmenter(), motion, cfg.vlm_motion, boxes)
+            found[VLM] = vlm
         for name, m in found.items():
             comp[name][i] = m
         if propagator is not None:
             with clock("propagation"):
-                union = found["semantic"] | found["interaction"] | found["motion"]
-                moving = found["motion"] & ~(found["semantic"] | found["interaction"])
                 length = min(max(1, cfg.propagate), n - i)
-                comp["propagated"][i : i + length] |= propagator.propagate(int(i), union, length, moving)
+                still = found["semantic"] | found["interaction"]  # people and hands may stand still
+                base = still | found["motion"]
+                # what the VLM names is sticky like people: it may be still at the next frames
+                joined = propagator.propagate(int(i), base | vlm, length, found["motion"] & ~(still | vlm))
+                comp["propagated"][i : i + length] |= joined
+                if propagated_no_vlm is not None:  # the ablation; the same masks where the VLM added nothing
+                    if vlm.any():
+                        joined = propagator.propagate(int(i), base, length, found["motion"] & ~still)
+                    propagated_no_vlm[i : i + length] |= joined
         ev.forget_before(int(i) + every - 1)
     with clock("resize"):
         # Ro-DynRF dilates its final mask by a radius-2 disk; the components stay undilated.
-        union = _dilate(np.logical_or.reduce([comp[name] for name in COMPONENTS]), cfg.dilate)
-        union = _upsize(union, h, w)
+        union = _upsize(_dilate(np.logical_or.reduce([comp[name] for name in names]), cfg.dilate), h, w)
+        union_no_vlm = None
+        if propagated_no_vlm is not None:
+            parts = [comp[name] for name in COMPONENTS[:3]] + [propagated_no_vlm]
+            union_no_vlm = _upsize(_dilate(np.logical_or.reduce(parts), cfg.dilate), h, w)
         comp = {name: _upsize(m, h, w) for name, m in comp.items()}
     timings = dict(clock.seconds, total=time.perf_counter() - t_all)
-    return DynamicMasks(union=union, components=comp, detected_frames=detected, timings=timings)
+    return DynamicMasks(union, comp, detected, timings, union_no_vlm)
 
 
 def encode_mask(mask: np.ndarray) -> bytes:

@@ -146,3 +146,30 @@ class Sam2Propagator:
             ):
                 out[k] = (logits[:, 0] > 0).any(dim=0).cpu().numpy()
         return out
+
+
+class Sam2BoxSegmenter:
+    """``segment(img, rects)``: SAM2 masks of pixel boxes on one RGB image (the VLM component).
+
+    Uses the video predictor (the same loading as :class:`Sam2Propagator`) on a one-frame video:
+    a box prompt on a frame with no memory is SAM's single-image segmentation, and it needs no
+    torchvision, which the image predictor imports. Each box is one object.
+    """
+
+    def __init__(self, checkpoint: str | None, config: str | None, device: str = "cpu"):
+        self.predictor = build_video_predictor(checkpoint, config, device)
+
+    def __call__(self, img: np.ndarray, rects: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+        import torch
+
+        if not rects:
+            return []
+        with tempfile.TemporaryDirectory(prefix="dynpose_sam2_") as tmp, torch.inference_mode():
+            cv2.imwrite(str(Path(tmp) / "0.jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+            state = self.predictor.init_state(tmp, offload_video_to_cpu=True)
+            for obj_id, rect in enumerate(rects, start=1):
+                _, ids, logits = self.predictor.add_new_points_or_box(
+                    state, frame_idx=0, obj_id=obj_id, box=np.asarray(rect, np.float32)
+                )
+        by_id = dict(zip(ids, (logits[:, 0] > 0).cpu().numpy()))  # every object's mask after the last prompt
+        return [by_id[k] for k in range(1, len(rects) + 1)]
