@@ -8,6 +8,7 @@ compute nothing (the ledger answers every shard).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,7 @@ def pose_benchmark(
     log=print,
     workers: int | None = None,
     clips: list[str] | None = None,
+    vlm: str | None = None,
 ) -> PoseBenchmarkResult:
     """Run the asset graph on a synthetic suite and collect the comparison tables.
 
@@ -106,6 +108,10 @@ def pose_benchmark(
     ``workers`` videos run at a time (default: one per core), so per-video seconds are measured
     with the machine shared; ``workers=1`` gives each video the whole machine. ``limit`` keeps the
     first N clips, ``clips`` those whose names start with one of the given prefixes.
+
+    ``vlm="oracle"``: DynaPo's VLM mask component from the local test server answering with the
+    ground-truth object boxes (an upper bound, not a model's figure), and in the same run our
+    pipeline once more without it (``OUT/lake_no_vlm``, no baselines), for the with / without table.
     """
     import os
     import shutil
@@ -144,13 +150,38 @@ def pose_benchmark(
     settings_path.write_text(yaml.safe_dump(_plain(settings_to_dict(settings))))
     lake_url = str(out / "lake")
     log(ingest(str(source), Lake(lake_url), settings.ingest).summary())
-    t0 = time.perf_counter()
     workers = workers or os.cpu_count() or 1
-    outcomes = materialize(lake_url, str(settings_path), executor=executor, ray_address=ray_address, workers=workers)
-    wall = time.perf_counter() - t0
-    failed = [o for o in outcomes if o.action == "failed"]
-    if failed:
-        raise RuntimeError(f"{len(failed)} product(s) failed: {', '.join(f'{o.product}[{o.shard}]' for o in failed)}")
+
+    def run(url: str, path: Path) -> tuple[list, float]:
+        t0 = time.perf_counter()
+        outcomes = materialize(url, str(path), executor=executor, ray_address=ray_address, workers=workers)
+        failed = [o for o in outcomes if o.action == "failed"]
+        if failed:
+            raise RuntimeError(
+                f"{len(failed)} product(s) failed: {', '.join(f'{o.product}[{o.shard}]' for o in failed)}"
+            )
+        return outcomes, time.perf_counter() - t0
+
+    if vlm not in (None, "oracle"):
+        raise ValueError(f"unknown pose benchmark VLM {vlm!r}: use 'oracle'")
+    no_vlm = None
+    if vlm:  # first the pipeline without the VLM (and no baselines), then the main run with it
+        no_vlm_url, no_vlm_settings = str(out / "lake_no_vlm"), out / "settings_no_vlm.yaml"
+        plain = dataclasses.replace(
+            settings,
+            baseline_poses=dataclasses.replace(settings.baseline_poses, methods=()),
+            vlm=dataclasses.replace(settings.vlm, model=""),  # no VLM, whatever the environment says
+        )
+        no_vlm_settings.write_text(yaml.safe_dump(_plain(settings_to_dict(plain))))
+        log(ingest(str(source), Lake(no_vlm_url), settings.ingest).summary())
+        log("without the VLM component (ours only) ...")
+        run(no_vlm_url, no_vlm_settings)
+        no_vlm = Lake(no_vlm_url)
+        log("with the VLM component (oracle server) ...")
+    labels = _object_labels(Lake(lake_url), suite_dir) if vlm else {}
+    with _bench_vlm(vlm, settings, settings_path, labels) as server:
+        outcomes, wall = run(lake_url, settings_path)
+        requests = server.requests if server else 0
     lake = Lake(lake_url)
     report_dir = out / "report"
     if report_dir.exists():
@@ -181,6 +212,11 @@ def pose_benchmark(
                 ],
             )
         )
+    if no_vlm is not None:
+        tables.append(
+            ("DynaPo VLM masks (oracle server: an upper bound): ours with and without", _vlm_pose_table(lake, no_vlm))
+        )
+        tables.append(("VLM requests", [{"server": vlm, "requests": requests, **_vlm_status_counts(lake)}]))
     # A rerun on the same --out recomputes only stale partitions, so its wall time covers those alone.
     computed = sum(o.action == "computed" for o in outcomes)
     tables.append(
@@ -204,7 +240,52 @@ def pose_benchmark(
             f"{computed} product partition(s) computed ({len(outcomes) - computed} already up to date).\n\n"
         )
         f.write("Our pipeline, mean seconds per stage per video:\n\n" + markdown_table(tables[2][1]) + "\n")
+        for title, rows in tables:
+            if title.startswith(("DynaPo", "VLM requests")):
+                f.write(f"\n## {title}\n\n{markdown_table(rows)}\n")
     return PoseBenchmarkResult(tables, report_dir / "report.md", lake_url)
+
+
+def _vlm_status_counts(lake) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in lake.read_product("dynamic_masks").to_pylist():
+        key = f"vlm {r.get('vlm_status')}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _vlm_pose_table(lake, no_vlm) -> list[dict]:
+    """Per clip: ATE and mask IoU of ours with the VLM component (``lake``) and without (``no_vlm``)."""
+
+    def ours(lk) -> dict[str, dict]:
+        return {r["video_id"]: r for r in lk.read_product("pose_benchmark").to_pylist() if r["method"] == "ours"}
+
+    def ious(lk) -> dict[str, dict]:
+        return {r["video_id"]: r for r in lk.read_product("mask_benchmark").to_pylist()}
+
+    with_, without, iou_with, iou_without = ours(lake), ours(no_vlm), ious(lake), ious(no_vlm)
+    rows = []
+    for vid in sorted(with_, key=lambda v: with_[v]["clip"] or v):
+        a, b, m, n = with_[vid], without.get(vid, {}), iou_with.get(vid, {}), iou_without.get(vid, {})
+        rows.append(
+            {
+                "clip": a["clip"],
+                "ATE with": a["ate"],
+                "ATE without": b.get("ate"),
+                "registered with": a["registered_ratio"],
+                "registered without": b.get("registered_ratio"),
+                "IoU vlm": m.get("iou_vlm"),
+                "IoU union with": m.get("iou_union"),
+                "IoU union without": n.get("iou_union"),
+            }
+        )
+    if rows:
+        mean = {k: float(np.nanmean([np.nan if r[k] is None else r[k] for r in rows])) for k in rows[0] if k != "clip"}
+        median = {
+            k: float(np.nanmedian([np.nan if r[k] is None else r[k] for r in rows])) for k in rows[0] if k != "clip"
+        }
+        rows += [{"clip": "mean", **mean}, {"clip": "median", **median}]
+    return rows
 
 
 def stage_table(lake) -> list[dict]:
@@ -289,32 +370,66 @@ VLM_NOTES = {
 
 
 @contextlib.contextmanager
-def _bench_vlm(kind, lake, suite_dir: Path, settings, settings_path: Path):
-    """Point the settings at a local VLM server for the run (or leave them as they are)."""
-    import csv
-
+def _bench_vlm(kind, settings, settings_path: Path, labels: dict):
+    """Point the settings at a local VLM server answering from ``labels`` for the run (or, with no
+    ``kind``, leave them as they are)."""
     import yaml
 
-    from dynpose.evaluation.filters import oracle_labels
     from dynpose.evaluation.vlm_server import vlm_server
     from dynpose.graph.settings import settings_to_dict
-    from dynpose.storage.ingest import Registry
 
     if kind is None:
         yield None
         return
     if kind not in ("oracle", "garbage"):
         raise ValueError(f"unknown benchmark VLM {kind!r}: use 'oracle' or 'garbage'")
-    with open(suite_dir / "labels.csv") as f:
-        reason = {r["file"]: r["reason"] for r in csv.DictReader(f)}
-    registry = Registry(lake)  # video ids are content hashes, known once the suite is ingested
-    videos = {v["video_id"]: v["uri"] for s in registry.shards() for v in registry.videos(s)}
-    labels = oracle_labels({vid: reason[uri.rsplit("/", 1)[-1]] for vid, uri in videos.items()})
     with vlm_server(kind, labels=labels) as server:
         settings.vlm.base_url, settings.vlm.model = server.base_url, f"{kind}-vlm"
         settings.vlm.requests_per_minute, settings.vlm.max_retries = 0, 0
         settings_path.write_text(yaml.safe_dump(_plain(settings_to_dict(settings))))
         yield server
+
+
+def _suite_videos(lake) -> dict[str, str]:
+    """{video id: file name} of an ingested suite (ids are content hashes, known once ingested)."""
+    from dynpose.storage.ingest import Registry
+
+    registry = Registry(lake)
+    return {v["video_id"]: v["uri"].rsplit("/", 1)[-1] for s in registry.shards() for v in registry.videos(s)}
+
+
+def _question_labels(lake, suite_dir: Path) -> dict:
+    """The oracle's answers to the filter's questions, from the suite's labels."""
+    import csv
+
+    from dynpose.evaluation.filters import oracle_labels
+
+    with open(suite_dir / "labels.csv") as f:
+        reason = {r["file"]: r["reason"] for r in csv.DictReader(f)}
+    return oracle_labels({vid: reason[name] for vid, name in _suite_videos(lake).items()})
+
+
+def _object_labels(lake, suite_dir: Path) -> dict:
+    """The oracle's DynaPo objects: each frame's ground-truth object boxes (read when asked)."""
+    import json
+
+    from dynpose.evaluation.ground_truth import load_ground_truth
+
+    clips = {c["video"]: c for c in json.loads((suite_dir / "manifest.json").read_text())}
+
+    class Objects:  # loads the clip's ground truth on first use, in the server's thread
+        def __init__(self, gt_dir: Path):
+            self.gt_dir, self.gt = gt_dir, None
+
+        def __call__(self, frame: int) -> list[dict]:
+            self.gt = self.gt or load_ground_truth(str(self.gt_dir))
+            return self.gt.objects(frame)
+
+    return {
+        vid: {"objects": Objects(suite_dir / clips[name]["gt_dir"])}
+        for vid, name in _suite_videos(lake).items()
+        if name in clips
+    }
 
 
 def _vlm_table(lake, kind, requests: int) -> list[dict]:
@@ -380,7 +495,8 @@ def filter_benchmark(
     settings_path.write_text(yaml.safe_dump(_plain(settings_to_dict(settings))))
     lake_url = str(out / "lake")
     log(ingest(str(suite_dir), Lake(lake_url), settings.ingest).summary())
-    with _bench_vlm(vlm, Lake(lake_url), suite_dir, settings, settings_path) as server:
+    labels = _question_labels(Lake(lake_url), suite_dir) if vlm == "oracle" else {}
+    with _bench_vlm(vlm, settings, settings_path, labels) as server:
         t0 = time.perf_counter()
         outcomes = materialize(lake_url, str(settings_path), select=FILTER_PRODUCTS, workers=workers)
         wall = time.perf_counter() - t0

@@ -392,6 +392,7 @@ def cmd_bench(args) -> int:
             settings_file=args.settings,
             workers=args.workers,
             clips=args.clips,
+            vlm=args.vlm,
         )
         _print_tables(result.tables)
         print(f"\nreport: {result.report} (plots beside it; also the benchmark_report asset's metadata in the UI)")
@@ -524,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--vlm",
         choices=["oracle", "garbage"],
         help="filters: run the VLM stage against a local server: oracle (answers from the labels: an upper "
-        "bound) or garbage (malformed answers)",
+        "bound) or garbage (malformed answers); poses: oracle only (DynaPo masks from ground-truth boxes, ours "
+        "also run without them)",
     )
     p.add_argument("--suite", help="poses: a synthetic suite folder (default: render the 'bench' suite into OUT/suite)")
     p.add_argument(

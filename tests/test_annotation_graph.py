@@ -206,3 +206,28 @@ def test_bench_command_tables_report_and_ui_metadata(tmp_path, tiny_suite, monke
     # A second run finds everything fresh and computes nothing.
     again = pose_benchmark(tmp_path / "bench", suite=str(tiny_suite), methods=["ours", "identity"], workers=1)
     assert dict(again.tables)["Run"][0]["computed"] == 0
+
+
+def test_bench_with_oracle_vlm_masks_runs_ours_with_and_without(tmp_path, tiny_suite):
+    """`dynpose bench poses --vlm oracle`: DynaPo's component from ground-truth boxes in the main
+    lake, ours without it in a second one, and the with / without table from both."""
+    from dynpose.benchmarks import pose_benchmark
+
+    result = pose_benchmark(
+        tmp_path / "bench", suite=str(tiny_suite), methods=["ours"], workers=1, limit=1, vlm="oracle"
+    )
+    tables = dict(result.tables)
+    clip = next(iter(v for k, v in tables.items() if k.startswith("DynaPo")))[0]
+    assert clip["IoU vlm"] > 0.8  # ground-truth boxes, segmented by GrabCut on a clean render
+    assert clip["IoU union with"] > clip["IoU union without"]
+    assert clip["registered with"] == 1 and clip["ATE with"] < 0.05 and clip["ATE without"] < 0.05
+    lake, plain = Lake(result.lake), Lake(str(tmp_path / "bench" / "lake_no_vlm"))
+    # The VLM run's own ablation column is the union of the run without a VLM.
+    assert lake.read_product("mask_benchmark").to_pylist()[0]["iou_union_no_vlm"] == pytest.approx(
+        clip["IoU union without"]
+    )
+    summary = lake.read_product("dynamic_masks").to_pylist()[0]
+    assert summary["status"] == "ok" and summary["vlm_status"] == "ok" and not summary["vlm_cached"]
+    assert summary["vlm_objects"] > 0 and summary["vlm_tokens_in"] > 0 and summary["mean_vlm_coverage"] > 0
+    assert plain.read_product("dynamic_masks").to_pylist()[0]["vlm_status"] == "skipped"
+    assert tables["VLM requests"][0]["vlm ok"] == 1

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dynpose.domain.annotate.masks_vlm import boxes_from_ids
 from dynpose.domain.camera import Intrinsics, PoseResult
 from dynpose.evaluation.metrics.reprojection import video_reprojection_error
 from dynpose.storage.lake import filesystem_for
@@ -28,14 +29,20 @@ class GroundTruth:
     correspondences: pa.Table | None
     meta: dict
 
+    def object_ids(self, frame: int) -> np.ndarray:
+        """(H, W) object ids of a ground-truth frame, 0 = static."""
+        fs, root = filesystem_for(self.uri)
+        data = np.frombuffer(fs.cat_file(f"{root}/masks/{int(frame):05d}.png"), np.uint8)
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+
     def masks(self, frame_indices) -> np.ndarray:
         """Dynamic masks (True = dynamic) of the given ground-truth frames."""
-        fs, root = filesystem_for(self.uri)
-        out = []
-        for i in frame_indices:
-            data = np.frombuffer(fs.cat_file(f"{root}/masks/{int(i):05d}.png"), np.uint8)
-            out.append(cv2.imdecode(data, cv2.IMREAD_UNCHANGED) > 0)
-        return np.stack(out)
+        return np.stack([self.object_ids(i) > 0 for i in frame_indices])
+
+    def objects(self, frame: int) -> list[dict]:
+        """What a perfect DynaPo VLM answers for a frame: every dynamic object's label and 0-1000 box."""
+        boxes = boxes_from_ids(self.object_ids(frame), self.meta.get("object_kinds"))
+        return [{"label": o.label, "box": list(o.box)} for o in boxes]
 
 
 def load_ground_truth(uri: str) -> GroundTruth:

@@ -23,7 +23,11 @@ parts), counts every request (``server.requests``) and keeps the parsed bodies a
   text parts: use the video id (the filter writes "Video id: <id>" into the prompt) or the caption.
   Binary requests get the labelled questions (missing ones false); score requests get the
   label's ``suitability``, else 10 when no labelled question is true and 0 otherwise. A prompt
-  that matches no key is answered with HTTP 404. It is a perfect VLM, for upper bounds only.
+  that matches no key is answered with HTTP 404. Object requests (DynaPo masks, the schema's one
+  property is ``frames``) get, for each "Image k: frame f" line of the prompt, the label's
+  ``objects``: a mapping or a callable from the source frame number f to a list of
+  ``{"label", "box"}`` dicts (no objects when the label has none). It is a perfect VLM, for upper
+  bounds only.
 
 The server runs in a daemon thread and stops when the ``with`` block ends (or at exit).
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,6 +69,12 @@ def _images(body: dict) -> int:
         for p in m["content"]
         if isinstance(p, dict) and p.get("type") == "image_url"
     )
+
+
+def _oracle_objects(text: str, objects) -> list[dict]:
+    frames = [int(f) for f in re.findall(r"^Image \d+: frame (\d+)", text, re.MULTILINE)]
+    found = objects if callable(objects) else (lambda f: (objects or {}).get(f, []))
+    return [{"image": k, "objects": list(found(f))} for k, f in enumerate(frames, 1)]
 
 
 class VlmServer:
@@ -116,6 +127,8 @@ class VlmServer:
             label = next((v for k, v in self.labels.items() if str(k) in text), None)
             if label is None:
                 return None
+            if questions == ["frames"]:
+                return {"frames": _oracle_objects(text, label.get("objects"))}
             if scored:
                 yes = any(bool(v) for k, v in label.items() if k != "suitability")
                 return {"suitability": label.get("suitability", 0 if yes else 10)}

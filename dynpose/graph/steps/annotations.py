@@ -12,8 +12,10 @@ from dynpose.domain.annotate.quality import assess
 from dynpose.domain.camera import PoseResult
 from dynpose.domain.poses import POSES_SCHEMA, pose_from_row, pose_row, poses_table
 from dynpose.domain.status import Status
+from dynpose.graph.executors import InProcessExecutor
 from dynpose.graph.steps import stages
 from dynpose.graph.steps.base import Product, StepContext
+from dynpose.storage.vlm_cache import VlmCache
 
 MASK_SUMMARY_SCHEMA = pa.schema(
     [
@@ -28,6 +30,15 @@ MASK_SUMMARY_SCHEMA = pa.schema(
         ("mean_interaction_coverage", pa.float64()),
         ("mean_motion_coverage", pa.float64()),
         ("mean_propagated_coverage", pa.float64()),
+        # DynaPo's VLM component: skipped without an endpoint; a VLM fault never fails the video
+        ("mean_vlm_coverage", pa.float64()),
+        ("vlm_status", pa.string()),
+        ("vlm_message", pa.string()),
+        ("vlm_objects", pa.int32()),
+        ("vlm_tokens_in", pa.int64()),
+        ("vlm_tokens_out", pa.int64()),
+        ("vlm_cost_usd", pa.float64()),
+        ("vlm_cached", pa.bool_()),
         ("seconds", pa.float64()),
         ("peak_mib", pa.float64()),
         ("stage_seconds", pa.string()),
@@ -53,27 +64,37 @@ TRACK_SUMMARY_SCHEMA = pa.schema(
 )
 
 
-def _array_product(ctx: StepContext, table_name: str, per_video, schema: pa.Schema) -> pa.Table:
-    """Run a per-video stage, rewrite this shard of its LanceDB table, return the summaries."""
-    results = ctx.executor.map(per_video, ctx.annotated_videos(), ctx.progress)
+def _array_product(ctx: StepContext, table_name: str, per_video, schema: pa.Schema, jobs=None) -> pa.Table:
+    """Run a per-video stage (on ``jobs``, default the annotated videos), rewrite this shard of its
+    LanceDB table, return the summaries."""
+    results = ctx.executor.map(per_video, ctx.annotated_videos() if jobs is None else jobs, ctx.progress)
     results += [
         stages.StageResult({"video_id": vid, "status": Status.filtered_out, "message": why})
         for vid, why in ctx.filtered_out()
     ]
     rows = [dict(r, shard=ctx.shard) for res in results for r in res.rows]
+    # Every row gets every column (a video without the VLM's component has none of its columns).
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    rows = [{k: r.get(k) for k in columns} for r in rows]
     # Arrays first, summaries (the product's Parquet) second: a summary always has its arrays.
     ctx.lake.replace_lance_shard(table_name, ctx.shard, pa.Table.from_pylist(rows) if rows else pa.table({}))
     return pa.Table.from_pylist([res.summary for res in results], schema=schema)
 
 
 def compute_dynamic_masks(ctx: StepContext) -> pa.Table:
-    fn = functools.partial(
-        stages.masks_for_video,
-        frames=ctx.all_settings.sampled_frames,
-        cfg=ctx.settings,
-        checks=ctx.all_settings.annotation_checks,
-    )
-    return _array_product(ctx, "dynamic_masks", fn, MASK_SUMMARY_SCHEMA)
+    frames, cfg, checks = ctx.all_settings.sampled_frames, ctx.settings, ctx.all_settings.annotation_checks
+    videos, endpoint = ctx.annotated_videos(), ctx.all_settings.vlm
+    replies = {}
+    if cfg.vlm and endpoint.configured and videos:
+        # DynaPo: the objects first, asked from this process on the endpoint's threads (as filter_vlm)
+        ask = functools.partial(
+            stages.vlm_objects, frames=frames, cfg=cfg, checks=checks, endpoint=endpoint, cache=VlmCache(ctx.lake)
+        )
+        answers = InProcessExecutor(max(1, endpoint.concurrency)).map(ask, videos, ctx.progress)
+        replies = {v["video_id"]: r for v, r in zip(videos, answers)}
+    jobs = [{"video": v, "reply": replies.get(v["video_id"])} for v in videos]
+    fn = functools.partial(stages.masks_for_video, frames=frames, cfg=cfg, checks=checks)
+    return _array_product(ctx, "dynamic_masks", fn, MASK_SUMMARY_SCHEMA, jobs)
 
 
 def compute_tracklets(ctx: StepContext) -> pa.Table:
@@ -172,13 +193,13 @@ def compute_pose_quality(ctx: StepContext) -> pa.Table:
 PRODUCTS = [
     Product(
         "dynamic_masks",
-        "2",
+        "3",
         ("sampled_frames", "filter_decisions"),
         compute_dynamic_masks,
         "Per-video mask summary; per-frame union and component masks (PNG) with coverage in LanceDB table "
-        "dynamic_masks.",
+        "dynamic_masks; with a VLM endpoint, DynaPo's vlm component (the objects it named, segmented).",
         "annotations",
-        uses=("annotation_checks", "annotation"),
+        uses=("annotation_checks", "annotation", "vlm"),
         schema=MASK_SUMMARY_SCHEMA,
         checks=("unique_video_ids",),
     ),

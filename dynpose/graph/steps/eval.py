@@ -12,6 +12,7 @@ import functools
 import numpy as np
 import pyarrow as pa
 
+from dynpose.domain.annotate.masks import COMPONENTS, VLM, detection_frames
 from dynpose.domain.camera import PoseResult
 from dynpose.domain.filters.cascade import FILTERS
 from dynpose.domain.poses import POSES_SCHEMA, pose_from_row, pose_row, poses_table
@@ -52,9 +53,10 @@ REPROJ_SCHEMA = pa.schema(
         ("correspondences", pa.int64()),
     ]
 )
+DETECTED = ("semantic", "interaction", "motion", VLM)  # mask components computed on detection frames only
 MASK_BENCH_SCHEMA = pa.schema(
     [("video_id", pa.string())]
-    + [(f"iou_{c}", pa.float64()) for c in ("union", "semantic", "interaction", "motion", "propagated")]
+    + [(f"iou_{c}", pa.float64()) for c in ("union", *COMPONENTS, VLM, "union_no_vlm")]  # the last two: with a VLM
     + [("gt_coverage", pa.float64()), ("pred_coverage", pa.float64()), ("n_frames", pa.int32())]
 )
 FILTER_BENCH_SCHEMA = pa.schema(
@@ -204,15 +206,21 @@ def compute_mask_benchmark(ctx: StepContext) -> pa.Table:
         truth = gt.masks([r["source_index"] for r in video_rows])
         h, w = truth.shape[1:]
         row = {"video_id": vid, "n_frames": len(video_rows), "gt_coverage": float(truth.mean())}
-        for comp, column in [("union", "mask_png")] + [
-            (c, f"{c}_png") for c in ("semantic", "interaction", "motion", "propagated")
-        ]:
+        columns = [("union", "mask_png")] + [(c, f"{c}_png") for c in COMPONENTS]
+        # with DynaPo's component: it alone, and the union without it (the ablation of one run)
+        columns += [(c, f"{c}_png") for c in (VLM, "union_no_vlm") if video_rows[0].get(f"{c}_png") is not None]
+        detected = detection_frames(len(video_rows), ctx.all_settings.dynamic_masks)
+        for comp, column in columns:
             pred = stages.masks_from_rows(video_rows, column)
+            if comp in DETECTED:  # set on detection frames only: scored there
+                pred, gt_frames = pred[detected], truth[detected]
+            else:
+                gt_frames = truth
             if pred.shape[1:] != (h, w):  # masks are at the sampled resolution; compare at ground truth's
                 pred = np.stack(
                     [cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 for m in pred]
                 )
-            row[f"iou_{comp}"] = _iou(pred, truth)
+            row[f"iou_{comp}"] = _iou(pred, gt_frames)
             if comp == "union":
                 row["pred_coverage"] = float(pred.mean())
         out.append(row)
@@ -364,11 +372,13 @@ PRODUCTS = [
     ),
     Product(
         "mask_benchmark",
-        "1",
+        "2",
         ("dynamic_masks",),
         compute_mask_benchmark,
-        "Per video: IoU of the dynamic masks (union and each component) against ground-truth masks.",
+        "Per video: IoU of the dynamic masks (union and each component; the detected components on detection "
+        "frames only) against ground-truth masks.",
         "eval",
+        uses=("dynamic_masks",),  # which frames were detection frames
         schema=MASK_BENCH_SCHEMA,
         checks=("unique_video_ids",),
     ),

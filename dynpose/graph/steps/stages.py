@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dynpose.domain.annotate import masks_vlm as mv
 from dynpose.domain.annotate.decisions import (
     AnnotationChecks,
     Verdict,
@@ -24,7 +25,15 @@ from dynpose.domain.annotate.decisions import (
     poses_verdict,
     track_motion,
 )
-from dynpose.domain.annotate.masks import COMPONENTS, MaskConfig, compute_dynamic_masks, decode_mask, encode_mask
+from dynpose.domain.annotate.masks import (
+    COMPONENTS,
+    VLM,
+    MaskConfig,
+    compute_dynamic_masks,
+    decode_mask,
+    detection_frames,
+    encode_mask,
+)
 from dynpose.domain.annotate.sfm import SfmConfig, failed_result, run_sfm
 from dynpose.domain.annotate.tracking import TrackConfig, Tracklets, TrackWindow, track_grid
 from dynpose.domain.camera import PoseResult
@@ -32,6 +41,7 @@ from dynpose.domain.catalog import FrameSettings, open_source
 from dynpose.domain.poses import pose_row
 from dynpose.domain.status import Status
 from dynpose.domain.video import SampledFrames, VideoError, sample_frames
+from dynpose.domain.vlm_client import Reply
 from dynpose.graph.isolation import run_measured
 
 OURS = "ours"
@@ -70,12 +80,58 @@ def _usable_frames(video: dict, frames: FrameSettings, checks: AnnotationChecks)
 # -- dynamic masks ----------------------------------------------------------------------------
 
 
-def _masks(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: AnnotationChecks) -> tuple:
+def mask_keyframes(
+    video: dict, frames: FrameSettings, cfg: MaskConfig, checks: AnnotationChecks
+) -> mv.KeyFrames | None:
+    """The key frames the VLM is shown (DynaPo component), or None when the video cannot be used
+    (the mask stage then records why)."""
     sampled, failure = _usable_frames(video, frames, checks)
     if failure:
-        return failure
-    masks = compute_dynamic_masks(sampled.frames, cfg)
+        return None
+    picks = mv.keyframes(detection_frames(len(sampled), cfg), cfg.vlm_keyframes)
+    return mv.key_frames(sampled.frames, picks, sampled.source_indices, sampled.timestamps, cfg.vlm_frame_side)
+
+
+def vlm_objects(
+    video: dict, frames: FrameSettings, cfg: MaskConfig, checks: AnnotationChecks, endpoint, cache
+) -> Reply:
+    """The VLM's objects for one video's masks: key frames from a child, the answer from the cache
+    or the endpoint (asked from this process, within the endpoint's limits). Never raises: a fault
+    is the reply's status, and the masks are then made without the component."""
+    status, keys, _seconds, _peak = run_measured(mask_keyframes, video, frames, cfg, checks)
+    if status != "ok":
+        return Reply(Status.failed, message=f"key frames: {keys}")
+    if keys is None:  # the video itself is unusable: the mask stage says why
+        return Reply(Status.skipped, message="no usable frames")
+    return mv.ask_objects(keys, video["video_id"], endpoint, cfg.vlm_prompt_version, cache)
+
+
+def _vlm_values(reply: Reply | None, masks=None, coverage=None) -> dict:
+    """The summary's vlm_* columns; ``reply`` None: no endpoint (or the component is off)."""
+    if reply is None:
+        return {"vlm_status": Status.skipped, "vlm_message": "no VLM endpoint configured, or dynamic_masks.vlm off"}
+    objects = reply.answer if reply.status == Status.ok else None
+    return {
+        "vlm_status": reply.status,
+        "vlm_message": reply.message,
+        "vlm_tokens_in": reply.tokens_in,
+        "vlm_tokens_out": reply.tokens_out,
+        "vlm_cost_usd": reply.cost_usd,
+        "vlm_cached": reply.cached,
+        "vlm_objects": sum(len(o) for o in objects.values()) if objects is not None else None,
+        "mean_vlm_coverage": float(np.mean(coverage[VLM])) if coverage is not None and VLM in coverage else None,
+    }
+
+
+def _masks(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: AnnotationChecks, reply=None) -> tuple:
+    sampled, failure = _usable_frames(video, frames, checks)
+    if failure:
+        verdict, values, rows = failure
+        return verdict, {**values, **_vlm_values(reply)}, rows
+    objects = reply.answer if reply is not None and reply.status == Status.ok else None
+    masks = compute_dynamic_masks(sampled.frames, cfg, objects)
     coverage = masks.coverage()
+    components = COMPONENTS + ((VLM,) if objects is not None else ())
     rows, digest = [], hashlib.sha256()
     for i in range(len(sampled)):
         row = {
@@ -86,9 +142,11 @@ def _masks(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: Annotati
             "mask_png": encode_mask(masks.union[i]),
             "coverage_union": float(coverage["union"][i]),
         }
-        for name in COMPONENTS:
+        for name in components:
             row[f"{name}_png"] = encode_mask(masks.components[name][i])
             row[f"coverage_{name}"] = float(coverage[name][i])
+        if masks.union_no_vlm is not None:  # the ablation, for the mask benchmark
+            row["union_no_vlm_png"] = encode_mask(masks.union_no_vlm[i])
         digest.update(row["mask_png"])
         rows.append(row)
     summary = {
@@ -97,23 +155,25 @@ def _masks(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: Annotati
         "mean_union_coverage": float(np.mean(coverage["union"])),
         "p90_union_coverage": float(np.quantile(coverage["union"], 0.9)),
         **{f"mean_{n}_coverage": float(np.mean(coverage[n])) for n in COMPONENTS},
+        **_vlm_values(reply, masks, coverage),
         "stage_seconds": json.dumps(masks.timings),
         "content_sha": digest.hexdigest()[:16],
     }
     return Verdict(Status.ok), summary, rows
 
 
-def _isolated(stage, video: dict, frames: FrameSettings, cfg, checks: AnnotationChecks) -> StageResult:
+def _isolated(stage, video: dict, frames: FrameSettings, cfg, checks: AnnotationChecks, **extra) -> StageResult:
     """One video's array stage in a child process: its summary row (with timing) and its rows."""
-    status, out, seconds, peak = run_measured(stage, video, frames, cfg, checks)
+    status, out, seconds, peak = run_measured(stage, video, frames, cfg, checks, **extra)
     if status != "ok":
         return StageResult(_summary(video["video_id"], Status.failed, out, seconds, peak))
     verdict, values, rows = out
     return StageResult(_summary(video["video_id"], verdict.status, verdict.message, seconds, peak, **values), rows)
 
 
-def masks_for_video(video: dict, frames: FrameSettings, cfg: MaskConfig, checks: AnnotationChecks) -> StageResult:
-    return _isolated(_masks, video, frames, cfg, checks)
+def masks_for_video(job: dict, frames: FrameSettings, cfg: MaskConfig, checks: AnnotationChecks) -> StageResult:
+    """``job``: {"video": catalog row, "reply": the VLM's objects (:func:`vlm_objects`) or None}."""
+    return _isolated(_masks, job["video"], frames, cfg, checks, reply=job.get("reply"))
 
 
 def masks_from_rows(rows: list[dict], column: str = "mask_png") -> np.ndarray:
