@@ -354,3 +354,22 @@ def test_sam2_backend_explains_missing_files(tiny_sam2, tmp_path):
     cfg.sam2_checkpoint, cfg.sam2_config = tiny_sam2[0], str(tmp_path / "nope.yaml")
     with pytest.raises(Sam2Unavailable, match="config"):
         compute_dynamic_masks(frames, cfg)
+
+
+@pytest.mark.skipif(not _SAM2, reason="sam2 not installed")
+def test_sam2_segments_vlm_boxes_on_a_random_tiny_model(tiny_sam2):
+    """The vlm component's SAM2 back end: one mask per box, at frame size, kept inside its box
+    (a random model's masks mean nothing; this checks the plumbing, not the quality)."""
+    from dynpose.domain.annotate import masks_vlm as mv
+    from dynpose.domain.annotate.masks_sam2 import Sam2BoxSegmenter
+
+    ckpt, config = tiny_sam2
+    frames, truth = synthetic_clip(n=1)
+    segmenter = Sam2BoxSegmenter(ckpt, config)
+    rects = [(60, 30, 130, 100), (10, 10, 40, 40)]
+    masks = segmenter(frames[0], rects)
+    assert len(masks) == 2 and all(m.shape == (H, W) and m.dtype == bool for m in masks)
+    objects = [mv.VlmObject("disc", mv.boxes_from_ids(truth[0].astype(np.uint16))[0].box)]
+    seg = mv.segment_objects(frames[0], objects, "sam2", sam2=segmenter)
+    box = mv.box_mask(mv.box_pixels(objects[0].box, H, W), (H, W))
+    assert seg.shape == (H, W) and not (seg & ~box).any()
