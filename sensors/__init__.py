@@ -20,6 +20,7 @@ from dynpose.assets.factory import video_shards
 from dynpose.graph.products import PRODUCTS, aggregate_names, plan_product, shard_names
 from dynpose.graph.steps.base import AGGREGATE
 from dynpose.resources import LakeResource
+from dynpose.sensors.export import export_job
 from dynpose.storage.ingest import Registry, ingest, unseen_files
 from dynpose.storage.ledger import Ledger, MissingInput
 
@@ -40,6 +41,12 @@ def _source() -> str | None:
     return os.environ.get("DYNPOSE_SOURCE") or None
 
 
+def _interval(default: int) -> int:
+    """Seconds between a sensor's ticks: ``default``, or DYNPOSE_SENSOR_INTERVAL_S for every sensor
+    (read when the code location loads; tests use a few seconds)."""
+    return int(os.environ.get("DYNPOSE_SENSOR_INTERVAL_S") or default)
+
+
 @dg.op
 def ingest_source(context: dg.OpExecutionContext, lake: LakeResource) -> None:
     source = _source()
@@ -57,7 +64,7 @@ def ingest_job():
     ingest_source()
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(job=ingest_job, minimum_interval_seconds=_interval(60), default_status=dg.DefaultSensorStatus.STOPPED)
 def source_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """List DYNPOSE_SOURCE; launch an ingest run when files there were never ingested."""
     source = _source()
@@ -72,7 +79,7 @@ def source_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     )
 
 
-@dg.sensor(job=process_shard_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(job=process_shard_job, minimum_interval_seconds=_interval(30), default_status=dg.DefaultSensorStatus.STOPPED)
 def shard_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """Request a run for every shard not yet requested (shard manifests are listed, nothing is read)."""
     last = context.cursor or ""
@@ -87,7 +94,7 @@ def shard_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     )
 
 
-@dg.sensor(job=aggregates_job, minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(job=aggregates_job, minimum_interval_seconds=_interval(120), default_status=dg.DefaultSensorStatus.STOPPED)
 def aggregates_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """Refresh the aggregates once the shard runs have settled."""
     busy = context.instance.get_runs_count(
@@ -116,6 +123,6 @@ ingest_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
-JOBS = [process_shard_job, aggregates_job, ingest_job]
+JOBS = [process_shard_job, aggregates_job, ingest_job, export_job]
 SENSORS = [source_sensor, shard_sensor, aggregates_sensor]
 SCHEDULES = [ingest_schedule]

@@ -22,7 +22,7 @@ LAYERS = [
     "dynpose.storage",
     "dynpose.domain",
     "dynpose.evaluation",
-    ("dynpose.graph", "dynpose.assets", "dynpose.resources", "dynpose.sensors"),
+    ("dynpose.graph", "dynpose.assets", "dynpose.resources", "dynpose.sensors", "dynpose.export"),
 ]
 
 
