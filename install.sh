@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install dynpose into ./.venv on a CPU-only Python 3.11 machine.
 #   ./install.sh          the pipeline and its command `dynpose`
-#   ./install.sh --test   plus what the tests need (pytest, the SeaweedFS S3 server, the optional SAM2 back end)
+#   ./install.sh --test   plus what the tests need (pytest, the SeaweedFS S3 server, the optional SAM2 back end,
+#                         Debian's chromium and chromedriver via apt-get when missing and root)
 # PyTorch goes in first, pinned to the CPU build, so that nothing later pulls a CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,5 +19,15 @@ extra=""
 # in the same folder; their other requirements are pinned in pyproject.toml.
 .venv/bin/python -m pip install --quiet --no-deps "rapidocr_onnxruntime==1.4.4" "scenedetect==0.7.2"
 [ -n "$extra" ] && infra/install_sam2.sh  # the tests exercise the SAM2 back end with a random-init model
+# tests/test_ui_browser.py drives the system's chromium through its chromedriver (Selenium downloads nothing).
+if [ -n "$extra" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver with apt-get (for tests/test_ui_browser.py)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } ||
+      echo "apt-get could not install chromium chromium-driver: tests/test_ui_browser.py will skip"
+  else
+    echo "chromium/chromedriver missing (needs root and apt-get: apt-get install chromium chromium-driver): tests/test_ui_browser.py will skip"
+  fi
+fi
 .venv/bin/dynpose --help >/dev/null
 echo "installed: $(.venv/bin/python -c 'import dynpose, torch; print("dynpose", dynpose.__version__, "torch", torch.__version__)')"
