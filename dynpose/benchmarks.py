@@ -586,3 +586,365 @@ def filter_benchmark(
         shutil.rmtree(report_dir)
     path = write_markdown_with_plots(report_dir, "report.md", "\n".join(md), plots)
     return FilterBenchmarkResult(tables, path, lake_url)
+
+
+# -- lake scale: planning over many shards -------------------------------------------------------
+
+BIG_LAKE_MARKER = "_bench/big_lake.json"
+
+
+def _fake_row(schema, shard: str, vid: str) -> dict:
+    row = {}
+    for f in schema:
+        if f.name == "video_id":
+            row[f.name] = vid
+        elif f.name == "status":
+            row[f.name] = "ok"
+        elif f.name == "method":
+            row[f.name] = "ours"
+        elif f.name == "name":
+            row[f.name] = "cascade"
+    return row
+
+
+def _tag(n: int, k: int) -> str:
+    """A placeholder of ``n`` characters, distinct for each ``k`` (never in Parquet's own bytes)."""
+    return "~" * (n - 3) + f"{k:03d}"
+
+
+def _plain_parquet(table) -> bytes:
+    """Uncompressed, no dictionary, no statistics: a value's bytes appear verbatim, once."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="none", use_dictionary=False, write_statistics=False)
+    return buf.getvalue()
+
+
+class _ShardTemplates:
+    """Per product, the table and ledger-record Parquet bytes of one shard with placeholders for
+    the shard key, video id and versions: a shard's files are byte substitutions (a real Parquet
+    file each), so 10,000 shards are written in minutes, not hours."""
+
+    def __init__(self, settings, now):
+        import pyarrow as pa
+
+        from dynpose.graph.products import settings_hash, topological
+        from dynpose.storage.ledger import LEDGER_SCHEMA, LedgerRecord
+
+        self.shard_tag, self.vid_tag, self.version_tag = _tag(6, 0), _tag(20, 1), _tag(16, 2)
+        self.products = [p for p in topological() if not p.aggregate]
+        self.dep_tags = {p.name: _tag(16, 10 + i) for i, p in enumerate(self.products)}
+        self.tables, self.records, self.cfg = {}, {}, {}
+        for p in self.products:
+            row = _fake_row(p.schema, self.shard_tag, self.vid_tag)
+            self.tables[p.name] = _plain_parquet(pa.Table.from_pylist([row], schema=p.schema))
+            self.cfg[p.name] = settings_hash(p, settings)
+            rec = LedgerRecord(
+                shard=self.shard_tag,
+                product=p.name,
+                action="computed",
+                code_version=p.code_version,
+                config_hash=self.cfg[p.name],
+                input_versions={d: self.dep_tags[d] for d in p.deps},
+                data_version=self.version_tag,
+                rows=1,
+                reason="never computed",
+                run_id="big-lake",
+                recorded_at=now,
+            )
+            self.records[p.name] = (rec, _plain_parquet(pa.Table.from_pylist([rec.to_row()], schema=LEDGER_SCHEMA)))
+
+    @staticmethod
+    def fill(template: bytes, values: dict[str, str]) -> bytes:
+        for tag, value in values.items():
+            assert len(tag) == len(value), (tag, value)
+            template = template.replace(tag.encode(), value.encode())
+        return template
+
+
+def big_lake_shard(lake, shard: str, settings, templates=None, now=None) -> dict[str, bytes]:
+    """Every file a real run leaves for one single-video shard (manifest, each per-shard product's
+    table with its real schema, ledger record and state, versions chained as the ledger computes
+    them), as {path: bytes}."""
+    import dataclasses as dc
+    import datetime as dt
+    import hashlib
+    import json
+    import uuid
+
+    from dynpose.storage.ledger import data_version
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    templates = templates or _ShardTemplates(settings, now)
+    vid = hashlib.sha256(shard.encode()).hexdigest()[:20]
+    files = {}
+    manifest = {
+        "shard": shard,
+        "created_at": now.isoformat(),
+        "source": "synthetic://big-lake",
+        "videos": [
+            {
+                "video_id": vid,
+                "uri": f"synthetic://big-lake/{shard}/clip.mp4",
+                "size": 1000,
+                "ingested_at": now.isoformat(),
+                "caption": None,
+                "label_suitable": None,
+                "label_category": None,
+                "label_reason": None,
+                "ground_truth_uri": None,
+            }
+        ],
+    }
+    files[lake.path("_shards", f"{shard}.json")] = json.dumps(manifest, sort_keys=True, indent=1).encode()
+    versions: dict[str, str] = {}
+    stamp = now.strftime("%Y%m%dT%H%M%S%f")
+    for p in templates.products:
+        payload = templates.fill(templates.tables[p.name], {templates.shard_tag: shard, templates.vid_tag: vid})
+        versions[p.name] = data_version(payload, p.code_version, templates.cfg[p.name])
+        rec, record_bytes = templates.records[p.name]
+        rec = dc.replace(
+            rec, shard=shard, input_versions={d: versions[d] for d in p.deps}, data_version=versions[p.name]
+        )
+        values = {templates.shard_tag: shard, templates.version_tag: versions[p.name]}
+        values.update({templates.dep_tags[d]: versions[d] for d in p.deps})
+        files[lake.table_path(p.name, shard)] = payload
+        ledger_path = lake.path("_ledger", p.name, f"shard={shard}", f"{stamp}-{uuid.uuid4().hex[:8]}.parquet")
+        files[ledger_path] = templates.fill(record_bytes, values)
+        files[lake.path("_state", p.name, f"{shard}.json")] = json.dumps(
+            rec.to_row(), sort_keys=True, indent=1, default=str
+        ).encode()
+    return files
+
+
+def _record_files(lake, rec, payload: bytes, schema, uuid) -> dict[str, bytes]:
+    import json
+
+    import pyarrow as pa
+
+    from dynpose.storage.lake import Lake
+
+    stamp = rec.recorded_at.strftime("%Y%m%dT%H%M%S%f")
+    row = rec.to_row()
+    return {
+        lake.table_path(rec.product, rec.shard): payload,
+        lake.path("_ledger", rec.product, f"shard={rec.shard}", f"{stamp}-{uuid.uuid4().hex[:8]}.parquet"): (
+            Lake.parquet_bytes(pa.Table.from_pylist([row], schema=schema))
+        ),
+        lake.path("_state", rec.product, f"{rec.shard}.json"): json.dumps(
+            row, sort_keys=True, indent=1, default=str
+        ).encode(),
+    }
+
+
+def _write_files(lake, files: dict[str, bytes]) -> None:
+    """Plain writes (this is a generated lake: no temporary names, no fsync); S3 PUTs concurrently."""
+    import os
+
+    if not lake.is_local:
+        lake.fs.pipe(files)
+        return
+    made = set()
+    for path, data in files.items():
+        d = os.path.dirname(path)
+        if d not in made:
+            os.makedirs(d, exist_ok=True)
+            made.add(d)
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+def write_big_lake_aggregates(lake, settings) -> None:
+    """The aggregate products over every shard, with the input versions the ledger would record."""
+    import uuid
+
+    import pyarrow as pa
+
+    from dynpose.graph.products import settings_hash, topological
+    from dynpose.storage.lake import Lake
+    from dynpose.storage.ledger import LEDGER_SCHEMA, LedgerRecord, LedgerSnapshot, data_version
+
+    snap = LedgerSnapshot(lake)
+    files = {}
+    for p in topological():
+        if not p.aggregate:
+            continue
+        schema = p.schema or pa.schema([("statistic", pa.string()), ("value", pa.float64())])
+        payload = Lake.parquet_bytes(pa.Table.from_pylist([_fake_row(schema, "all", "")], schema=schema))
+        cfg = settings_hash(p, settings)
+        rec = LedgerRecord(
+            shard="all",
+            product=p.name,
+            action="computed",
+            code_version=p.code_version,
+            config_hash=cfg,
+            input_versions=snap.aggregate_input_versions(p.deps),
+            data_version=data_version(payload, p.code_version, cfg),
+            rows=1,
+            reason="never computed",
+            run_id="big-lake",
+        )
+        files.update(_record_files(lake, rec, payload, LEDGER_SCHEMA, uuid))
+        _write_files(lake, files)  # the next aggregate may read this one's state
+        snap = LedgerSnapshot(lake)
+        files = {}
+
+
+def make_big_lake(lake_url: str, shards: int = 10_000, settings_file: str | None = None, log=print) -> dict:
+    """A lake of ``shards`` single-video shards as a real run leaves it (no videos: catalog, small
+    product tables, ledger records and states): a no-op materialize finds everything fresh. Reused
+    when the lake already holds that many shards made this way."""
+    import datetime as dt
+    import json
+
+    from dynpose.graph.settings import load_settings
+    from dynpose.storage.lake import Lake
+
+    lake = Lake(lake_url)
+    marker = lake.path(BIG_LAKE_MARKER)
+    if lake.exists(marker):
+        info = json.loads(lake.get_bytes(marker))
+        if info.get("shards") == shards:
+            log(f"reusing the big lake at {lake.url} ({shards} shards)")
+            return info
+        raise SystemExit(f"{lake.url} holds a big lake of {info.get('shards')} shards, not {shards}: use another")
+    settings = load_settings(settings_file)
+    now = dt.datetime.now(dt.timezone.utc)
+    templates = _ShardTemplates(settings, now)
+    t0 = time.perf_counter()
+    batch: dict[str, bytes] = {}
+    for i in range(shards):
+        batch.update(big_lake_shard(lake, f"s{i:05d}", settings, templates, now))
+        if len(batch) > 4000 or i == shards - 1:
+            _write_files(lake, batch)
+            batch = {}
+            log(f"  {i + 1}/{shards} shards written ({time.perf_counter() - t0:.0f} s)")
+    write_big_lake_aggregates(lake, settings)
+    info = {"shards": shards, "built_s": round(time.perf_counter() - t0, 1), "created_at": now.isoformat()}
+    lake.put_bytes(marker, json.dumps(info).encode())
+    return info
+
+
+def _plan_everything(lake, settings, ledger=None, shards=None) -> dict[tuple[str, str], str]:
+    """What a materialize of every product would run, before running anything: {(product, shard): reason}."""
+    from dynpose.graph.orchestrate import plan_shard
+    from dynpose.graph.products import aggregate_names, shard_names
+    from dynpose.graph.steps.base import AGGREGATE
+    from dynpose.storage.ingest import Registry
+    from dynpose.storage.ledger import LedgerSnapshot
+
+    ledger = ledger if ledger is not None else LedgerSnapshot(lake)
+    stale = {}
+    for shard in shards if shards is not None else Registry(lake).shards():
+        stale.update({(p, shard): r for p, r in plan_shard(lake, shard, settings, shard_names(), ledger).stale.items()})
+    if shards is None:
+        agg = plan_shard(lake, AGGREGATE, settings, aggregate_names(), ledger)
+        stale.update({(p, AGGREGATE): r for p, r in agg.stale.items()})
+    return stale
+
+
+def lake_scale(
+    workdir: Path, shards: int = 10_000, lake_url: str | None = None, catalog: bool | None = None, log=print
+) -> list[dict]:
+    """Status and planning over a lake of ``shards`` generated shards (``make_big_lake``): where the
+    time goes, a no-op plan, and the plan after one new shard is ingested (then computed).
+    ``catalog``: also time the DuckDB catalog rebuild (default: up to 2,000 shards; minutes beyond)."""
+    import os
+    import subprocess
+    import sys
+
+    from dynpose.graph.orchestrate import status
+    from dynpose.graph.settings import load_settings
+    from dynpose.storage.ingest import Registry
+    from dynpose.storage.lake import Lake
+    from dynpose.storage.ledger import Ledger, LedgerSnapshot
+    from dynpose.storage.sql import build_catalog
+
+    lake_url = lake_url or str(workdir / "lake")
+    catalog = shards <= 2000 if catalog is None else catalog
+    info = make_big_lake(lake_url, shards, log=log)
+    lake = Lake(lake_url)
+    settings = load_settings(None)
+    rows = []
+
+    cpu0 = [time.process_time()]
+
+    def row(measure, seconds, detail="", cpu=True):
+        """``cpu``: this process's CPU seconds since the previous row (the machine's load inflates wall time)."""
+        cpu_s = time.process_time() - cpu0[0]
+        cpu0[0] = time.process_time()
+        cpu_text = round(cpu_s, 3) if cpu else ""
+        rows.append({"measure": measure, "seconds": round(seconds, 3), "cpu s": cpu_text, "detail": detail})
+        log(f"  {measure}: {seconds:.2f} s {detail}")
+
+    built = f"{shards} shards, {info.get('created_at', '')}"
+    row("build the lake (or reuse it)", info.get("built_s", 0.0), built, False)
+    t0 = time.perf_counter()
+    imports = "import dynpose.graph.orchestrate, dynpose.cli"
+    subprocess.run([sys.executable, "-c", imports], check=True, env=dict(os.environ))
+    row("Python start and imports (every command pays them)", time.perf_counter() - t0, "a new process", False)
+    for attempt in ("first", "again"):
+        timer: dict = {}
+        t0 = time.perf_counter()
+        counts = status(lake_url, timer=timer)
+        fresh = sum(r["fresh"] for r in counts)
+        total = sum(r["shards"] for r in counts)
+        row(f"status() in process ({attempt})", time.perf_counter() - t0, f"{fresh}/{total} product shards fresh")
+    for phase, seconds in timer.items():
+        row(f"  {phase}", seconds, cpu=False)
+    cpu0[0] = time.process_time()
+    t0 = time.perf_counter()
+    registry = Registry(lake)
+    videos = sum(len(registry.videos(s)) for s in registry.shards())
+    row("  registry: every manifest (videos per shard)", time.perf_counter() - t0, f"{videos} videos")
+    if catalog:
+        t0 = time.perf_counter()
+        views = build_catalog(lake)
+        row("  DuckDB catalog rebuild (`dynpose status`: VLM spend)", time.perf_counter() - t0, f"{len(views)} views")
+    t0 = time.perf_counter()
+    stale = _plan_everything(lake, settings)
+    row("no-op materialize plan (every shard, aggregates)", time.perf_counter() - t0, f"{len(stale)} to compute")
+    sample = Registry(lake).shards()[:100]
+    cpu0[0] = time.process_time()
+    t0 = time.perf_counter()
+    _plan_everything(lake, settings, ledger=Ledger(lake), shards=sample)
+    per_shard = (time.perf_counter() - t0) / max(1, len(sample))
+    row(
+        "  before: one state file read per input (per-file ledger)",
+        per_shard * shards,
+        f"{1000 * per_shard:.1f} ms per shard x {shards} (measured on {len(sample)})",
+        False,
+    )
+    # One new shard: ingested (its manifest), planned; computed (its files), planned again.
+    new = f"s{shards:05d}"
+    files = big_lake_shard(lake, new, settings)
+    manifest = lake.path("_shards", f"{new}.json")
+    try:
+        lake.put_bytes(manifest, files[manifest])
+        t0 = time.perf_counter()
+        stale = _plan_everything(lake, settings)
+        shards_hit = sorted({s for _p, s in stale})
+        row("plan after one new shard", time.perf_counter() - t0, f"{len(stale)} to compute, shards {shards_hit}")
+        _write_files(lake, {p: d for p, d in files.items() if p != manifest})
+        t0 = time.perf_counter()
+        stale = _plan_everything(lake, settings)
+        row(
+            "plan after its run",
+            time.perf_counter() - t0,
+            "to compute: " + ", ".join(f"{p}[{s}]" for p, s in sorted(stale)),
+        )
+    finally:  # the lake goes back to its N shards, to be reused
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                lake.fs.rm(path)
+        LedgerSnapshot(lake).prefetch(list(_products()))  # the index forgets the removed shard
+    return rows
+
+
+def _products():
+    from dynpose.graph.products import PRODUCTS
+
+    return PRODUCTS

@@ -115,6 +115,7 @@ def cmd_materialize(args) -> int:
 
 def cmd_status(args) -> int:
     from dynpose.graph.orchestrate import status
+    from dynpose.graph.settings import load_settings
     from dynpose.storage.ingest import Registry
     from dynpose.storage.lake import Lake
 
@@ -123,14 +124,14 @@ def cmd_status(args) -> int:
     shards = registry.shards()
     print(f"lake {lake.url}: {len(shards)} shard(s), {sum(len(registry.videos(s)) for s in shards)} video(s)")
     _print_table(status(_lake_url(args), args.settings))
-    spend = vlm_spend(lake)
+    spend = vlm_spend(lake, load_settings(args.settings).vlm.configured)
     if spend:
         print("\nVLM spend (SQL: select * from vlm_spend):")
         _print_table(spend)
     return 0
 
 
-def vlm_spend(lake) -> list[dict]:
+def vlm_spend(lake, configured: bool = True) -> list[dict]:
     """Requests, tokens and cost of every use of the VLM in the lake, from the vlm_spend view."""
     from dynpose.storage.sql import VLM_SPEND_VIEW, build_catalog, query
 
@@ -139,7 +140,11 @@ def vlm_spend(lake) -> list[dict]:
         "sum(vlm_bad_answer) AS vlm_bad_answer, sum(skipped) AS skipped, sum(tokens_in) AS tokens_in, "
         f"sum(tokens_out) AS tokens_out, sum(cost_usd) AS cost_usd FROM {VLM_SPEND_VIEW} GROUP BY use ORDER BY use"
     )
-    if VLM_SPEND_VIEW not in build_catalog(lake):  # no product has asked a VLM yet
+    from dynpose.storage.vlm_cache import CACHE_DIR
+
+    # Only where a VLM may have been asked (an answer cached, or an endpoint configured): this spares
+    # other lakes the catalog rebuild, which reads every table's footer (minutes at 10,000 shards).
+    if not (configured or lake.listdir(lake.path(CACHE_DIR))) or VLM_SPEND_VIEW not in build_catalog(lake):
         return []
     return query(lake, totals, rebuild=False).to_pylist()
 
@@ -174,6 +179,42 @@ def _write_csv(table, out) -> None:
         writer.writerow(["" if v is None else v for v in row.values()])
 
 
+def cmd_export(args) -> int:
+    from tqdm import tqdm
+
+    from dynpose.export import ExportError, Selection, export, parse_tiers
+    from dynpose.graph.settings import load_settings
+    from dynpose.storage.lake import Lake
+
+    bar = tqdm(desc="exporting", unit="video", leave=False, delay=1.0)
+
+    def progress(done, total, _what):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    selection = Selection(args.min_filter_score, parse_tiers(args.tiers), args.min_registered, args.where)
+    try:
+        report = export(
+            Lake(_lake_url(args)),
+            args.dest,
+            selection,
+            fmt=args.format,
+            with_frames=args.with_frames,
+            frames=load_settings(args.settings).sampled_frames,
+            progress=progress,
+        )
+    except ExportError as exc:
+        bar.close()
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    _print_table(report.rows())
+    print(report.summary() + f" ({report.videos_per_s:.2f} videos/s)")
+    print(f"manifest: {report.manifest}")
+    return 0
+
+
 def cmd_ui(args) -> int:
     from dynpose.graph.orchestrate import dagster_home
     from dynpose.storage.lake import Lake
@@ -181,10 +222,13 @@ def cmd_ui(args) -> int:
     env = dict(os.environ, DYNPOSE_LAKE=_lake_url(args), DAGSTER_HOME=str(dagster_home(Lake(_lake_url(args)))))
     if args.settings:
         env["DYNPOSE_SETTINGS"] = str(Path(args.settings).resolve())
+    # `dagster dev`: the webserver and the daemon, which starts the runs launched from the UI (Dagster
+    # queues them) and runs the sensors turned on there; both stop with it.
     cmd = [
         sys.executable,
         "-m",
-        "dagster_webserver",
+        "dagster",
+        "dev",
         "-h",
         "127.0.0.1",
         "-p",
@@ -192,7 +236,7 @@ def cmd_ui(args) -> int:
         "-m",
         "dynpose.graph.definitions",
     ]
-    print(f"Dagster UI on http://127.0.0.1:{args.port} (lake {env['DYNPOSE_LAKE']}); Ctrl-C stops it")
+    print(f"Dagster UI and daemon on http://127.0.0.1:{args.port} (lake {env['DYNPOSE_LAKE']}); Ctrl-C stops them")
     return subprocess.call(cmd, env=env)
 
 
@@ -420,6 +464,18 @@ def cmd_bench(args) -> int:
             f"Reproduce: `dynpose bench noop-rerun --shards {args.shards}`. Each shard holds one tiny video; "
             "the rerun must compute nothing."
         )
+    elif args.what == "lake-scale":
+        rows = benchmarks.lake_scale(out, shards=args.shards, lake_url=args.lake)
+        title = f"Status and planning over {args.shards} shards"
+        notes = (
+            f"Reproduce: `dynpose bench lake-scale --shards {args.shards}`"
+            + (f" --lake {args.lake}" if args.lake else "")
+            + ". The lake is generated (scripts/make_big_lake.py: catalog, small product tables, ledger records "
+            "and states, no videos) and reused. Load: "
+            + " ".join(f"{x:.2f}" for x in os.getloadavg())
+            + " (1, 5, 15 min) at the end. Indented rows are parts of the row above them (states and tables: "
+            "seconds summed over products)."
+        )
     else:
         raise SystemExit(f"unknown benchmark {args.what}")
     _print_table(rows)
@@ -514,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("bench", help="benchmarks: print a table and write a markdown report")
-    p.add_argument("what", nargs="?", default="poses", choices=["poses", "filters", "noop-rerun"])
+    p.add_argument("what", nargs="?", default="poses", choices=["poses", "filters", "noop-rerun", "lake-scale"])
     p.add_argument("--size", type=int, help="filters: clips of the rendered filters suite (default 204)")
     p.add_argument(
         "--tune",
@@ -535,12 +591,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="poses: only the first N clips of the suite")
     p.add_argument("--clips", nargs="+", help="poses: only the clips whose names start with these prefixes (e.g. 018)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shards", type=int, default=100, help="noop-rerun: number of single-video shards")
+    p.add_argument("--shards", type=int, default=100, help="noop-rerun, lake-scale: number of single-video shards")
     p.add_argument("--out", help="output folder: lake, suite, report (default: a new temporary folder)")
     executor_args(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("ui", help="Dagster webserver on 127.0.0.1")
+    p = sub.add_parser("export", help="export a quality-filtered subset (dynpose, parquet or webdataset) + manifest")
+    p.add_argument("--dest", required=True, help="a folder or s3://bucket/prefix")
+    p.add_argument("--min-filter-score", type=float, help="filter_decisions score at least this (default: any)")
+    p.add_argument("--tiers", help="comma-separated tiers, or 'any' (default: tier1,tier2,tier3)")
+    p.add_argument("--min-registered", type=float, default=0.8, help="registered share at least this (default 0.8)")
+    p.add_argument("--where", help="extra SQL boolean expression over the columns in docs/export.md")
+    p.add_argument("--format", choices=["dynpose", "parquet", "webdataset"], default="dynpose")
+    p.add_argument("--with-frames", action="store_true", help="webdataset: the 12 fps frames as JPEGs")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ui", help="Dagster webserver (and daemon) on 127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
     return parser
@@ -572,6 +638,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from dynpose.storage.lake import storage_unavailable
+
+        down = storage_unavailable(exc, _lake_url(args) if hasattr(args, "lake") else "")
+        if down is None:
+            raise
+        print(f"error: {down}", file=sys.stderr)  # one line naming the endpoint, not a traceback
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from dynpose.graph.settings import load_settings
 from dynpose.graph.steps.base import AGGREGATE
 from dynpose.storage.ingest import Registry
 from dynpose.storage.lake import Lake
-from dynpose.storage.ledger import Ledger, MissingInput
+from dynpose.storage.ledger import Ledger, LedgerSnapshot, MissingInput
 
 # Dagster's console logger prints every engine event at DEBUG; the CLI shows its own progress.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -76,14 +76,15 @@ class ShardPlan:
     fresh: list[str] = field(default_factory=list)
 
 
-def plan_shard(lake: Lake, shard: str, settings, names: list[str]) -> ShardPlan:
-    """Which of ``names`` must run for this shard: stale ones plus everything downstream of them."""
+def plan_shard(lake: Lake, shard: str, settings, names: list[str], ledger: Ledger | None = None) -> ShardPlan:
+    """Which of ``names`` must run for this shard: stale ones plus everything downstream of them.
+    ``ledger``: a LedgerSnapshot shared by the plans of many shards (default: read each state)."""
     plan = ShardPlan(shard)
     for p in topological(names):
         if p.name in plan.stale:
             continue
         try:
-            reason = plan_product(lake, p, shard, settings)
+            reason = plan_product(lake, p, shard, settings, ledger)
         except MissingInput as exc:
             reason = str(exc)
         if reason is None:
@@ -138,24 +139,31 @@ def materialize(
     shard_names = [n for n in names if not PRODUCTS[n].aggregate]
     aggregate_names = [n for n in names if PRODUCTS[n].aggregate]
     bar = tqdm(shards, desc="shards", unit="shard", disable=not progress or not shard_names)
+    # One snapshot of the states plans every shard (a shard's run changes only that shard's states).
+    snapshot = LedgerSnapshot(lake)
     with _video_progress(progress):
         for shard in bar:
             outcomes += _materialize_shard(
-                dg, instance, resources, ASSETS, lake, settings, shard, shard_names, bar, log
+                dg, instance, resources, ASSETS, lake, settings, shard, shard_names, bar, log, snapshot
             )
         if aggregate_names and all_shards:
-            plan = plan_shard(lake, AGGREGATE, settings, aggregate_names)
+            snapshot = LedgerSnapshot(lake)  # after the shard runs: the aggregates hash their states
+            plan = plan_shard(lake, AGGREGATE, settings, aggregate_names, snapshot)
             for name in plan.fresh:
-                outcomes.append(materialize_product(lake, PRODUCTS[name], AGGREGATE, settings, log=log))
+                outcomes.append(
+                    materialize_product(lake, PRODUCTS[name], AGGREGATE, settings, log=log, ledger=snapshot)
+                )
             if plan.stale:
                 outcomes += _run(dg, instance, resources, ASSETS, lake, list(plan.stale), None, log)
     return outcomes
 
 
-def _materialize_shard(dg, instance, resources, assets, lake, settings, shard, names, bar, log) -> list[Outcome]:
-    plan = plan_shard(lake, shard, settings, names)
+def _materialize_shard(
+    dg, instance, resources, assets, lake, settings, shard, names, bar, log, ledger=None
+) -> list[Outcome]:
+    plan = plan_shard(lake, shard, settings, names, ledger)
     outcomes = [
-        materialize_product(lake, PRODUCTS[name], shard, settings, log=log) for name in plan.fresh
+        materialize_product(lake, PRODUCTS[name], shard, settings, log=log, ledger=ledger) for name in plan.fresh
     ]  # recorded skips, no run
     if plan.stale:
         bar.set_postfix_str(f"{shard}: {', '.join(plan.stale)}")
@@ -226,17 +234,26 @@ def _run(dg, instance, resources, assets, lake, selection: list[str], shard: str
     return outcomes
 
 
-def status(lake_url: str, settings_file: str | None = None) -> list[dict]:
-    """Per product: shards computed, stale, never computed (the ledger decides)."""
+def status(lake_url: str, settings_file: str | None = None, timer: dict | None = None) -> list[dict]:
+    """Per product: shards computed, stale, never computed (the ledger decides). ``timer`` gets
+    seconds per phase (listings, state reads, planning)."""
     lake = Lake(lake_url)
     settings = load_settings(settings_file)
+    timer = {} if timer is None else timer
+    t0 = time.perf_counter()
     shards = Registry(lake).shards()
+    timer["registry listing"] = time.perf_counter() - t0
+    ledger = LedgerSnapshot(lake, timer=timer)
+    t0 = time.perf_counter()
+    ledger.prefetch(list(PRODUCTS))
+    timer["states and tables (wall)"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     rows = []
     for p in topological():
         counts = {"fresh": 0, "stale": 0, "missing": 0}
         for shard in [AGGREGATE] if p.aggregate else shards:
             try:
-                reason = plan_product(lake, p, shard, settings)
+                reason = plan_product(lake, p, shard, settings, ledger)
             except MissingInput:
                 reason = "never computed"
             if reason is None:
@@ -248,4 +265,5 @@ def status(lake_url: str, settings_file: str | None = None) -> list[dict]:
         rows.append(
             {"product": p.name, "code_version": p.code_version, "shards": 1 if p.aggregate else len(shards), **counts}
         )
+    timer["staleness checks"] = time.perf_counter() - t0
     return rows

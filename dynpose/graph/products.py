@@ -21,7 +21,7 @@ from dynpose.graph.steps import eval as _evaluation
 from dynpose.graph.steps import filters as _filters
 from dynpose.graph.steps import raw as _raw
 from dynpose.graph.steps.base import Product, StepContext
-from dynpose.storage.lake import Lake
+from dynpose.storage.lake import Lake, storage_unavailable
 from dynpose.storage.ledger import Ledger, LedgerRecord, config_hash, data_version
 
 PRODUCTS: dict[str, Product] = {
@@ -94,11 +94,17 @@ def settings_hash(product: Product, settings: Settings) -> str:
     return config_hash({name: config_hash(settings.section(name)) for name in (product.name, *product.uses)})
 
 
-def plan_product(lake: Lake, product: Product, shard: str, settings: Settings) -> str | None:
-    """Why this product's shard must be computed, or None when it is fresh."""
-    ledger = Ledger(lake)
+def plan_product(
+    lake: Lake, product: Product, shard: str, settings: Settings, ledger: Ledger | None = None
+) -> str | None:
+    """Why this product's shard must be computed, or None when it is fresh. ``ledger``: where the
+    states are read (a LedgerSnapshot, when planning many shards; by default each state file)."""
+    ledger = ledger or Ledger(lake)
     inputs = _input_versions(ledger, product, shard)
-    return ledger.why_stale(product.name, shard, product.code_version, settings_hash(product, settings), inputs)
+    key = ("settings_hash", product.name, id(settings))
+    if key not in ledger.memo:
+        ledger.memo[key] = (settings, settings_hash(product, settings))  # settings kept: its id stays its own
+    return ledger.why_stale(product.name, shard, product.code_version, ledger.memo[key][1], inputs)
 
 
 def _retry_count(product: Product, table: pa.Table) -> int:
@@ -117,9 +123,11 @@ def materialize_product(
     progress: Callable[[int, int], None] | None = None,
     run_id: str = "",
     force: bool = False,
+    ledger: Ledger | None = None,
 ) -> Outcome:
-    """Compute one product's shard if stale (or forced); record the attempt in the ledger."""
-    ledger = Ledger(lake)
+    """Compute one product's shard if stale (or forced); record the attempt in the ledger.
+    ``ledger``: the plan's snapshot, to record skips without reading every state again."""
+    ledger = ledger or Ledger(lake)
     section = settings.section(product.name)
     cfg = settings_hash(product, settings)
     inputs = _input_versions(ledger, product, shard)
@@ -149,15 +157,21 @@ def materialize_product(
         lake.put_bytes(lake.table_path(product.name, shard), payload)
     except Exception as exc:
         wall = time.perf_counter() - wall0
-        ledger.append(
-            LedgerRecord(
-                action="failed",
-                reason=f"{type(exc).__name__}: {exc}",
-                wall_s=wall,
-                cpu_s=time.process_time() - cpu0,
-                **base,
+        down = storage_unavailable(exc, lake.url)
+        try:
+            ledger.append(
+                LedgerRecord(
+                    action="failed",
+                    reason=str(down) if down else f"{type(exc).__name__}: {exc}",
+                    wall_s=wall,
+                    cpu_s=time.process_time() - cpu0,
+                    **base,
+                )
             )
-        )
+        except Exception as record_exc:  # storage that is down cannot take the record: say so, keep the cause
+            log(f"{product.name}[{shard}]: the failure could not be recorded ({type(record_exc).__name__})")
+        if down and down is not exc:
+            raise down from exc
         raise
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     # The state is written after the data: a crash in between leaves the shard stale, never wrong.

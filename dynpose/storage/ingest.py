@@ -150,11 +150,22 @@ class Registry:
 
     def __init__(self, lake: Lake):
         self.lake = lake
+        self._listed: list[str] = []
+        self._manifests: dict[str, dict] = {}  # manifests never change: each is read once
 
     def shards(self) -> list[str]:
-        return [n[:-5] for n in self.lake.listdir(self.lake.path("_shards")) if n.endswith(".json")]
+        self._listed = [n[:-5] for n in self.lake.listdir(self.lake.path("_shards")) if n.endswith(".json")]
+        return list(self._listed)
 
     def manifest(self, shard: str) -> dict:
+        if shard not in self._manifests and shard in self._listed:
+            # Asked for one listed shard's manifest: fetch every listed one not read yet, together
+            # (one concurrent batch on S3), as callers that list the shards go on to read them all.
+            paths = {self.lake.path("_shards", f"{s}.json"): s for s in self._listed if s not in self._manifests}
+            for path, data in self.lake.get_many(list(paths)).items():
+                self._manifests[paths[path]] = json.loads(data)
+        if shard in self._manifests:
+            return self._manifests[shard]
         try:
             return self.lake.get_json(self.lake.path("_shards", f"{shard}.json"))
         except FileNotFoundError as exc:

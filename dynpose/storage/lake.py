@@ -43,12 +43,85 @@ def storage_options_from_env() -> dict:
     return opts
 
 
+def s3_client_settings() -> dict:
+    """Retries and timeouts of every S3 request, from the environment (docs/s3.md).
+
+    ``DYNPOSE_S3_RETRIES`` (attempts per request, default 8: a restarting server has about 30 s to
+    come back), ``DYNPOSE_S3_CONNECT_TIMEOUT`` (s, default 5) and ``DYNPOSE_S3_READ_TIMEOUT`` (s,
+    default 60). The same bounds apply to the s3fs requests and to LanceDB's own client.
+    """
+
+    def number(name: str, default: float) -> float:
+        raw = os.environ.get(name, "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError as exc:
+            raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {raw!r}")
+        return value
+
+    return {
+        "attempts": int(number("DYNPOSE_S3_RETRIES", 8)),
+        "connect_timeout": number("DYNPOSE_S3_CONNECT_TIMEOUT", 5),
+        "read_timeout": number("DYNPOSE_S3_READ_TIMEOUT", 60),
+    }
+
+
+class StorageUnavailable(RuntimeError):
+    """The object store did not answer (refused, timed out, reset) after every retry: a fault of the
+    storage, never of a video. Not an OSError, so no caller mistakes it for a missing or unreadable file."""
+
+
+# What an unreachable endpoint raises: botocore and aiohttp connection errors, timeouts, and the
+# messages of LanceDB's (Rust) client, which reach Python as plain OSError/RuntimeError text.
+_UNREACHABLE_NAMES = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ProxyConnectionError",
+    "ClientConnectorError",
+    "ServerDisconnectedError",
+    "ClientOSError",
+    "FSTimeoutError",
+}
+_UNREACHABLE_TEXT = ("error sending request", "connection refused", "connection reset", "tcp connect error")
+
+
+def storage_unavailable(exc: BaseException, url: str = "") -> StorageUnavailable | None:
+    """A one-line StorageUnavailable naming the endpoint when ``exc`` (or its cause) says the object
+    store could not be reached; None for any other error."""
+    if isinstance(exc, StorageUnavailable):
+        return exc
+    seen, cur = set(), exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        names = {t.__name__ for t in type(cur).__mro__}
+        text = str(cur).lower()
+        refused = isinstance(cur, (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError))
+        if names & _UNREACHABLE_NAMES or refused or any(t in text for t in _UNREACHABLE_TEXT):
+            endpoint = storage_options_from_env().get("endpoint_url") or "the S3 endpoint"
+            first = str(cur).strip().splitlines()[0][:300] if str(cur).strip() else type(cur).__name__
+            where = f" ({url})" if url else ""
+            return StorageUnavailable(f"S3 storage at {endpoint} is unavailable{where}: {first}")
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def filesystem_for(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """fsspec filesystem and the root path inside it; S3 options come from the environment."""
     if url.startswith("s3://"):
-        fs, path = fsspec.core.url_to_fs(
-            url, **storage_options_from_env(), config_kwargs={"retries": {"max_attempts": 8, "mode": "standard"}}
-        )
+        client = s3_client_settings()
+        config = {
+            "retries": {"max_attempts": client["attempts"], "mode": "standard"},
+            "connect_timeout": client["connect_timeout"],
+            "read_timeout": client["read_timeout"],
+        }
+        fs, path = fsspec.core.url_to_fs(url, **storage_options_from_env(), config_kwargs=config)
+        # botocore retries each request (with backoff) already; s3fs's own loop around it would
+        # multiply the attempts (5 x 8 by default: minutes before a dead endpoint is reported).
+        fs.retries = 2
         return fs, path.rstrip("/")
     fs, path = fsspec.core.url_to_fs(url)
     return fs, str(Path(path).resolve())
@@ -171,10 +244,18 @@ class Lake:
         if "key" in opts:
             storage.update(aws_access_key_id=opts["key"], aws_secret_access_key=opts["secret"])
         storage.setdefault("region", os.environ.get("AWS_REGION", "us-east-1"))
+        client = s3_client_settings()  # LanceDB's client retries for 3 minutes by default
+        storage.update(
+            client_max_retries=str(client["attempts"]),
+            client_retry_timeout=str(max(1, int(client["attempts"] * client["connect_timeout"]))),
+            connect_timeout=f"{client['connect_timeout']:g}s",
+            timeout=f"{client['read_timeout']:g}s",
+        )
         return lancedb.connect(self.uri("lance"), storage_options=storage)
 
     def replace_lance_shard(self, table_name: str, shard: str, rows: pa.Table) -> None:
-        """Rewrite one shard of a LanceDB table: delete by filter, then append."""
+        """Rewrite one shard of a LanceDB table in one commit where the rows have a unique key (a
+        crash leaves the shard's old rows or its new ones, never neither); else delete, then append."""
         db = self.lance
         if table_name in db.table_names():
             tbl = db.open_table(table_name)
@@ -183,6 +264,23 @@ class Lake:
                 others = tbl.search().where(f"shard != '{shard}'").limit(None).to_arrow()
                 merged = pa.concat_tables([others, rows], promote_options="permissive") if others.num_rows else rows
                 db.create_table(table_name, merged, mode="overwrite")
+                return
+            keys = [c for c in ("shard", "video_id", "frame_index", "window") if c in rows.column_names]
+            if (
+                rows.num_rows
+                and keys[:2] == ["shard", "video_id"]
+                and set(rows.column("shard").to_pylist()) == {shard}
+                and set(rows.column_names) == set(tbl.schema.names)  # no column left to keep stale values
+                and rows.group_by(keys).aggregate([]).num_rows == rows.num_rows
+            ):
+                # Keyed by shard too: the merge matches (and deletes) this shard's rows, no other's.
+                (
+                    tbl.merge_insert(keys)
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .when_not_matched_by_source_delete(f"shard = '{shard}'")
+                    .execute(rows)
+                )
                 return
             tbl.delete(f"shard = '{shard}'")
             if rows.num_rows:
@@ -195,3 +293,72 @@ class Lake:
         if table_name not in db.table_names():
             return None
         return db.open_table(table_name).search().where(f"shard = '{shard}'").limit(None).to_arrow()
+
+    # -- bulk reads (planning over many shards) ---------------------------------------------
+    def file_signatures(self, directory: str) -> dict[str, str]:
+        """{name: signature} of the files directly under ``directory`` (hidden ones excluded), from
+        one listing: size, mtime and inode locally, size and ETag on S3 (a content hash for a
+        single PUT). A file rewritten gets a new signature. {} if the directory is missing."""
+        out: dict[str, str] = {}
+        if self.is_local:
+            try:
+                with os.scandir(directory) as it:
+                    for entry in it:
+                        if entry.name.startswith(".") or not entry.is_file():
+                            continue
+                        st = entry.stat()
+                        out[entry.name] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+            except FileNotFoundError:
+                pass
+            return out
+        try:
+            entries = self.fs.ls(directory, detail=True, refresh=True)
+        except FileNotFoundError:
+            return {}
+        for e in entries:
+            name = posixpath.basename(str(e["name"]).rstrip("/"))
+            if e.get("type") == "directory" or name.startswith("."):
+                continue
+            out[name] = f"{e.get('size')}:{str(e.get('ETag') or e.get('LastModified') or '').strip(chr(34))}"
+        return out
+
+    def get_many(self, paths: list[str]) -> dict[str, bytes]:
+        """{path: bytes} of the files that exist among ``paths``; S3 fetches them concurrently."""
+        if not paths:
+            return {}
+        if self.is_local:
+            out = {}
+            for p in paths:
+                try:
+                    with open(p, "rb") as f:
+                        out[p] = f.read()
+                except FileNotFoundError:
+                    pass
+            return out
+        got = self.fs.cat(list(paths), on_error="omit")
+        by_key = {str(k).split("://", 1)[-1]: v for k, v in got.items() if isinstance(v, bytes)}
+        return {p: by_key[p.split("://", 1)[-1]] for p in paths if p.split("://", 1)[-1] in by_key}
+
+    def shards_with_table(self, product: str) -> set[str]:
+        """The shards whose ``data.parquet`` of ``product`` exists: one listing (a flat one on S3)."""
+        base = self.path(TABLES, product)
+        if self.is_local:
+            out = set()
+            for name in self.listdir(base):
+                if name.startswith("shard=") and os.path.isfile(os.path.join(base, name, "data.parquet")):
+                    out.add(name[6:])
+            return out
+        try:
+            found = self.fs.find(base, detail=False)
+        except FileNotFoundError:
+            return set()
+        finally:
+            self.fs.invalidate_cache(base)  # the flat listing must not answer later exists() calls
+        out = set()
+        prefix = base.rstrip("/") + "/"
+        for path in found:
+            rel = str(path).split("://", 1)[-1][len(prefix) :] if str(path).startswith(prefix) else ""
+            parts = rel.split("/")
+            if len(parts) == 2 and parts[0].startswith("shard=") and parts[1] == "data.parquet":
+                out.add(parts[0][6:])
+        return out
