@@ -948,3 +948,157 @@ def _products():
     from dynpose.graph.products import PRODUCTS
 
     return PRODUCTS
+
+
+# -- export throughput ------------------------------------------------------------------------------
+
+
+def export_base_lake(workdir: Path, log=print) -> str:
+    """The tiny synthetic suite ingested two videos a shard and annotated with every video (as
+    tests/test_export.py builds it), in ``workdir/base``; built once, then reused. Returns its URL."""
+    import shutil
+
+    from dynpose.domain.synth import generate_suite
+    from dynpose.graph.orchestrate import materialize
+    from dynpose.graph.settings import IngestSettings
+    from dynpose.storage.ingest import ingest
+    from dynpose.storage.lake import Lake
+
+    base = workdir / "base"
+    lake_url = str(base / "lake")
+    built = base / "built.txt"
+    if built.exists():
+        log(f"reusing the annotated tiny lake {lake_url}")
+        return lake_url
+    shutil.rmtree(base, ignore_errors=True)  # an interrupted build
+    base.mkdir(parents=True)
+    t0 = time.perf_counter()
+    generate_suite(base / "tiny", "tiny", seed=0)
+    settings = base / "annotate_all.yaml"
+    settings.write_text("annotation:\n  videos: all\n")
+    ingest(str(base / "tiny"), Lake(lake_url), IngestSettings(shard_size=2))
+    select = ["clip_catalog", *[f"filter_{n}" for n in FILTERS], "filter_decisions", "sampled_frames"]
+    select += ["dynamic_masks", "tracklets", "camera_poses", "pose_quality"]
+    outcomes = materialize(lake_url, str(settings), select=select, progress=False)
+    failed = [f"{o.product}[{o.shard}]" for o in outcomes if o.action == "failed"]
+    if failed:
+        raise RuntimeError(f"annotating the tiny lake failed: {', '.join(failed)}")
+    built.write_text(f"built in {time.perf_counter() - t0:.1f} s\n")
+    log(f"annotated tiny lake {lake_url} in {time.perf_counter() - t0:.1f} s")
+    return lake_url
+
+
+def scale_lake(src_url: str, dst_url: str, shards: int, per_shard: int) -> int:
+    """Write ``shards`` x ``per_shard`` videos into the (new) lake ``dst_url`` by replicating the
+    per-shard product rows of ``src_url`` under new video ids, round robin over its videos, with a
+    computed ledger record per product shard. The copies keep their source_uri: frames decode from
+    the real videos. Returns the number of videos."""
+    import hashlib
+    import uuid
+
+    import pyarrow as pa
+
+    from dynpose.storage.lake import Lake
+    from dynpose.storage.ledger import Ledger, LedgerRecord
+
+    src, dst = Lake(src_url), Lake(dst_url)
+    ledger = Ledger(dst)
+    first = src.product_shards("clip_catalog")[0]
+    products = [p for p in src.products() if src.exists(src.table_path(p, first))]  # per-shard ones
+    tables = {}
+    for p in products:
+        t = src.read_product(p)
+        tables[p] = t.drop_columns(["shard"]) if "shard" in t.column_names else t
+    videos = sorted(set(tables["clip_catalog"]["video_id"].to_pylist()))
+    positions = {}  # product -> {video id: row indices}
+    for p, t in tables.items():
+        by_video: dict[str, list[int]] = {}
+        for i, v in enumerate(t["video_id"].to_pylist()):
+            by_video.setdefault(v, []).append(i)
+        positions[p] = by_video
+    for k in range(shards):
+        shard = f"s{k:05d}"
+        copies = [
+            (hashlib.sha256(f"bench-export-{k}-{i}".encode()).hexdigest(), videos[(k * per_shard + i) % len(videos)])
+            for i in range(per_shard)
+        ]
+        for p, t in tables.items():
+            take, ids = [], []
+            for new, old in copies:
+                rows = positions[p].get(old, [])
+                take += rows
+                ids += [new] * len(rows)
+            part = t.take(pa.array(take, pa.int64()))
+            col = part.schema.get_field_index("video_id")
+            part = part.set_column(col, part.schema.field(col), pa.array(ids, part.schema.field(col).type))
+            dst.put_bytes(dst.table_path(p, shard), Lake.parquet_bytes(part))
+            ledger.append(
+                LedgerRecord(
+                    shard, p, "computed", "bench", "bench", data_version=uuid.uuid4().hex[:16], rows=part.num_rows
+                )
+            )
+    return shards * per_shard
+
+
+def _clear_destination(url: str) -> None:
+    from dynpose.storage.lake import Lake
+
+    store = Lake(url)
+    with contextlib.suppress(FileNotFoundError):
+        if store.fs.exists(store.root):
+            store.fs.rm(store.root, recursive=True)
+    store.fs.invalidate_cache()
+
+
+def export_throughput(
+    workdir: Path,
+    shards: int = 10,
+    per_shard: int = 64,
+    dest: str | None = None,
+    frames_shards: int = 1,
+    log=print,
+) -> list[dict]:
+    """Export throughput of every format over a lake of ``shards`` x ``per_shard`` videos scaled up
+    from the annotated tiny lake: the first export into an emptied destination, then a rerun with
+    nothing new. ``dest``: a folder or s3:// prefix (default ``workdir/exports``); webdataset with
+    frames exports the first ``frames_shards`` shards only (frames are decoded from the videos)."""
+    import shutil
+
+    from dynpose import export as ex
+
+    base = export_base_lake(workdir, log=log)
+    lake_url = str(workdir / f"lake-{shards}x{per_shard}")
+    shutil.rmtree(lake_url, ignore_errors=True)
+    t0 = time.perf_counter()
+    videos = scale_lake(base, lake_url, shards, per_shard)
+    log(f"scaled lake {lake_url}: {videos} videos in {shards} shards, {time.perf_counter() - t0:.1f} s")
+    root = (dest or str(workdir / "exports")).rstrip("/")
+    everything = ex.Selection(tiers=None, min_registered=None)
+    few = ", ".join(f"'s{k:05d}'" for k in range(min(frames_shards, shards)))
+    subset = ex.Selection(tiers=None, min_registered=None, where=f"shard IN ({few})")
+    runs = [
+        ("dynpose", "dynpose", False, everything),
+        ("parquet", "parquet", False, everything),
+        ("webdataset", "webdataset", False, everything),
+        ("webdataset --with-frames", "webdataset", True, subset),
+    ]
+    rows = []
+    for label, fmt, with_frames, selection in runs:
+        target = f"{root}/{fmt}{'-frames' if with_frames else ''}"
+        _clear_destination(target)
+        first = ex.export(lake_url, target, selection, fmt=fmt, with_frames=with_frames)
+        again = ex.export(lake_url, target, selection, fmt=fmt, with_frames=with_frames)
+        rows.append(
+            {
+                "format": label,
+                "videos": first.videos,
+                "first export s": round(first.seconds, 2),
+                "videos/s": round(first.videos_per_s, 1),
+                "rerun s": round(again.seconds, 2),
+                "MiB": round(first.bytes_written / 2**20, 1),
+                "files": first.files,
+                "rerun wrote": len(again.written),
+            }
+        )
+        log(f"  {label}: {first.summary()}; rerun {again.seconds:.2f} s, {len(again.written)} file(s) written")
+    return rows

@@ -476,6 +476,24 @@ def cmd_bench(args) -> int:
             + " (1, 5, 15 min) at the end. Indented rows are parts of the row above them (states and tables: "
             "seconds summed over products)."
         )
+    elif args.what == "export":
+        load = os.getloadavg()
+        rows = benchmarks.export_throughput(out, shards=args.shards, per_shard=args.videos_per_shard, dest=args.dest)
+        videos = args.shards * args.videos_per_shard
+        title = f"Export throughput over {videos} videos ({args.shards} shards x {args.videos_per_shard})"
+        notes = (
+            f"Command: `dynpose bench export --shards {args.shards} --videos-per-shard {args.videos_per_shard}"
+            + (f" --dest {args.dest}" if args.dest else "")
+            + f" --out {out}`. The lake is the annotated tiny suite (built once in OUT/base, then reused) with "
+            "its product rows replicated under new video ids; each export goes into an emptied destination "
+            "(" + (args.dest or "a local folder under OUT") + "), then runs again with nothing new. "
+            "webdataset --with-frames exports the first shard only (frames decoded from the source videos). "
+            "Load: "
+            + " ".join(f"{x:.2f}" for x in load)
+            + " (1, 5, 15 min) at the start, "
+            + " ".join(f"{x:.2f}" for x in os.getloadavg())
+            + f" at the end, on {os.cpu_count()} cores."
+        )
     else:
         raise SystemExit(f"unknown benchmark {args.what}")
     _print_table(rows)
@@ -570,7 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("bench", help="benchmarks: print a table and write a markdown report")
-    p.add_argument("what", nargs="?", default="poses", choices=["poses", "filters", "noop-rerun", "lake-scale"])
+    p.add_argument(
+        "what", nargs="?", default="poses", choices=["poses", "filters", "noop-rerun", "lake-scale", "export"]
+    )
     p.add_argument("--size", type=int, help="filters: clips of the rendered filters suite (default 204)")
     p.add_argument(
         "--tune",
@@ -591,7 +611,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="poses: only the first N clips of the suite")
     p.add_argument("--clips", nargs="+", help="poses: only the clips whose names start with these prefixes (e.g. 018)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shards", type=int, default=100, help="noop-rerun, lake-scale: number of single-video shards")
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=100,
+        help="noop-rerun, lake-scale: number of single-video shards; export: number of shards",
+    )
+    p.add_argument("--videos-per-shard", type=int, default=64, help="export: videos in each of the --shards shards")
+    p.add_argument(
+        "--dest", help="export: export into this folder or s3://bucket/prefix (default: OUT/exports; S3 from env)"
+    )
     p.add_argument("--out", help="output folder: lake, suite, report (default: a new temporary folder)")
     executor_args(p)
     p.set_defaults(func=cmd_bench)

@@ -329,6 +329,24 @@ def test_export_to_s3(lake, s3_server):
     assert sorted(wds.written) == ["manifest.json", "shards/s00000.tar", "shards/s00001.tar"]
 
 
+def test_the_export_benchmark_lake_replicates_the_annotated_rows(built, lake, tmp_path):
+    """`dynpose bench export` scales the lake up: 2 shards x 4 copies of the annotated videos, under new
+    ids, pointing at the real videos; they export whole and a rerun writes nothing."""
+    from dynpose.benchmarks import scale_lake
+
+    url = str(tmp_path / "scaled")
+    assert scale_lake(built[0], url, shards=2, per_shard=4) == 8
+    scaled = Lake(url)
+    assert scaled.product_shards("camera_poses") == ["s00000", "s00001"]
+    assert Ledger(scaled).state("camera_poses", "s00001").rows == scaled.read_table("camera_poses", "s00001").num_rows
+    rows = ex.select(scaled, EVERYTHING).to_pylist()
+    originals = {r["source_uri"] for r in ex.select(lake, EVERYTHING).to_pylist()}
+    assert len({r["video_id"] for r in rows}) == 8 and {r["source_uri"] for r in rows} == originals
+    first = ex.export(url, str(tmp_path / "wds"), EVERYTHING, fmt="webdataset")
+    assert (first.videos, first.shards) == (8, 2)
+    assert ex.export(url, str(tmp_path / "wds"), EVERYTHING, fmt="webdataset").written == []
+
+
 def test_a_second_export_after_new_videos_writes_only_those(built, lake, tmp_path):
     """Runs last: it adds a video to the module's lake."""
     from dynpose.domain.synth.io import encode_mp4
