@@ -677,5 +677,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """The ``dynpose`` command: ``main``, then exit without native libraries' static destructors.
+
+    Once seen in the test suite: a materialize that had finished and printed its summary was
+    aborted at interpreter exit by a native library ("terminate called without an active
+    exception", status -6). Everything the command writes is closed and renamed into place before
+    ``main`` returns, so the exit skips them after flushing Python's own streams and logs.
+    """
+    import logging
+
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

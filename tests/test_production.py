@@ -207,8 +207,7 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 
 # Eighteen step processes, each importing the pipeline and connecting to Ray, plus the daemon, its
-# code server and three CLI calls: minutes even on an idle 2-core machine, so opt-in.
-@pytest.mark.slow
+# code server and three CLI calls: about 3.5 minutes on an idle 2-core machine.
 @pytest.mark.timeout(1800)
 def test_daemon_on_postgres_turns_a_dropped_video_into_every_shard_product(tmp_path, monkeypatch, postgres, local_ray):
     import dagster as dg
