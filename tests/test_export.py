@@ -11,7 +11,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import pickle
 import tarfile
 import uuid
@@ -22,10 +21,10 @@ import numpy as np
 import pytest
 
 from dynpose import export as ex
+from dynpose.benchmarks import export_base_lake
 from dynpose.domain.camera import read_cameras_pkl, write_cameras_pkl
 from dynpose.domain.filters.cascade import FILTERS as CASCADE_FILTERS
 from dynpose.domain.poses import pose_from_row
-from dynpose.domain.synth import generate_suite
 from dynpose.graph.orchestrate import materialize
 from dynpose.graph.settings import IngestSettings
 from dynpose.storage.ingest import ingest
@@ -39,29 +38,16 @@ EVERYTHING = ex.Selection(tiers=None, min_registered=None)  # every annotated vi
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """(lake url, settings file, suite folder): the tiny suite ingested two videos a shard, annotated."""
+    """(lake url, settings file, suite folder): the tiny suite ingested two videos a shard, annotated
+    (the same lake `dynpose bench export` scales up)."""
     root = tmp_path_factory.mktemp("export")
-    suite = root / "tiny"
-    generate_suite(suite, "tiny", seed=0)
-    settings = root / "annotate_all.yaml"
-    settings.write_text("annotation:\n  videos: all\n")
-    lake_url = str(root / "lake")
-    ingest(str(suite), Lake(lake_url), IngestSettings(shard_size=2))
-    env = {"DAGSTER_HOME": str(root / "dagster_home"), "DYNPOSE_CACHE": str(root / "cache")}
     (root / "dagster_home").mkdir()
     (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        outcomes = materialize(lake_url, str(settings), select=ANNOTATION, progress=False)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    assert not [o for o in outcomes if o.action == "failed"]
-    return lake_url, str(settings), suite
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+        env.setenv("DYNPOSE_CACHE", str(root / "cache"))
+        lake_url = export_base_lake(root, log=lambda _msg: None)
+    return lake_url, str(root / "base" / "annotate_all.yaml"), root / "base" / "tiny"
 
 
 @pytest.fixture
