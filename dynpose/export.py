@@ -193,8 +193,8 @@ def candidates(lake: Lake) -> pa.Table:
         return query(lake, CANDIDATES_SQL)
     except duckdb.Error as exc:
         raise ExportError(
-            f"the lake has no annotated videos to export ({exc}); materialize clip_catalog, filter_decisions, "
-            "camera_poses and pose_quality first"
+            f"the lake has no annotated videos to export ({str(exc).splitlines()[0]}); materialize clip_catalog, "
+            "filter_decisions, camera_poses and pose_quality first"
         ) from exc
 
 
