@@ -49,6 +49,10 @@ class ClipSpec:
     texture_scale: float | None = None  # texture resolution; None: width / 854
     corr_per_pair: int = 48
     corr_max_dt: float = 2.5
+    # Frame drops (a sparse photo capture, a fast pan): the video keeps its fps and frame count, but
+    # after every drop_spacing written frames the scene jumps by frame_drops (min, max) nominal frames.
+    frame_drops: tuple[int, int] | None = None  # None: consecutive frames
+    drop_spacing: tuple[int, int] = (4, 12)  # written frames between two drops
     params: dict = field(default_factory=dict)  # variant parameters (zoom, alpha, ...), filled in
 
     def rng(self, stream: int) -> np.random.Generator:
@@ -130,9 +134,29 @@ def _zoom_fn(rng, seconds):
     }
 
 
-def _path_and_objects(spec: ClipSpec, scene, cam: CameraModel, hfov: float, tq: float, vrng, path_rng, orng):
-    """The camera path and the moving objects placed to cross its view (variants adjust both)."""
-    var, T = spec.variant, spec.seconds
+def _scene_times(spec: ClipSpec, n_frames: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Scene time of each written frame and the drops [(k, gap)]: the scene jumps by gap / fps
+    between written frames k and k + 1 (gap - 1 nominal frames dropped), by 1 / fps elsewhere."""
+    steps = np.ones(n_frames - 1, np.int64)
+    drops = []
+    if spec.frame_drops is not None:
+        (glo, ghi), (slo, shi) = spec.frame_drops, spec.drop_spacing
+        if not (1 <= glo <= ghi and 1 <= slo <= shi):
+            raise ValueError(f"bad frame_drops {spec.frame_drops} or drop_spacing {spec.drop_spacing}")
+        rng = spec.rng(9)  # its own stream: every other draw stays as without drops
+        k = int(rng.integers(slo, shi + 1)) - 1
+        while k < n_frames - 1:
+            steps[k] = int(rng.integers(glo, ghi + 1))
+            drops.append((k, int(steps[k])))
+            k += int(rng.integers(slo, shi + 1))
+    nominal = np.concatenate([[0], np.cumsum(steps)])  # 0, 1, ..., n - 1 without drops
+    return nominal / spec.fps, drops
+
+
+def _path_and_objects(spec: ClipSpec, scene, cam: CameraModel, hfov: float, tq: float, vrng, path_rng, orng, T: float):
+    """The camera path and the moving objects placed to cross its view (variants adjust both), over
+    scene times 0..T."""
+    var = spec.variant
     traj = "tripod" if var in ("tripod", "long_focal") else spec.trajectory
     path = cp.make_path(traj, path_rng, scene, T, spec.shake)
     if var == "shot_change":
@@ -236,15 +260,19 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         xi = spec.params.setdefault("alpha", float(vrng.uniform(1.2, 2.2)))
         f = xi * H / 2 * spec.params.setdefault("circle_scale", float(vrng.uniform(1.0, 1.5)))
     cam = CameraModel(f, f, (W - 1) / 2, (H - 1) / 2, W, H, xi)
-    T = spec.seconds
-    path, objects = _path_and_objects(spec, scene, cam, hfov, tq, vrng, spec.rng(2), spec.rng(3))
+    n_frames = max(2, int(round(spec.seconds * spec.fps)))
+    times, drops = _scene_times(spec, n_frames)  # scene times: where path, objects and blur are evaluated
+    video_times = np.arange(n_frames) / spec.fps  # the mp4's timestamps, also those of the ground truth
+    # The camera path and the objects must cover the last scene time, past `seconds` with drops.
+    T = float(times[-1] + 1 / spec.fps) if drops else spec.seconds
+    path, objects = _path_and_objects(spec, scene, cam, hfov, tq, vrng, spec.rng(2), spec.rng(3), T)
     redraws = 0
     # A dynamic clip needs moving objects. A path that sweeps most of a small room leaves no place
     # where they can cross the view without running into the camera: draw another path.
     while var == "none" and not objects and redraws < 5:
         redraws += 1
         path, objects = _path_and_objects(
-            spec, scene, cam, hfov, tq, vrng, spec.rng(100 + redraws), spec.rng(200 + redraws)
+            spec, scene, cam, hfov, tq, vrng, spec.rng(100 + redraws), spec.rng(200 + redraws), T
         )
     if var == "none" and not objects:
         raise RuntimeError(
@@ -266,8 +294,6 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
                 break
             grow *= 1.2
         objects.append(big)
-    n_frames = max(2, int(round(T * spec.fps)))
-    times = np.arange(n_frames) / spec.fps
     renderer = Renderer(scene)
     sensor = fx.Sensor(spec.rng(4), H, W, noise=0.0 if var == "cartoon" else spec.noise)
     drift = cp.SmoothNoise(spec.rng(5), 0.05, 0.4)
@@ -336,7 +362,9 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         max_dt=spec.corr_max_dt,
         per_pair=spec.corr_per_pair,
         fps=spec.fps,
-    )
+    )  # pairs up to corr_max_dt apart in scene time: the camera's motion bounds the baseline
+    if drops:  # the evaluator matches by the video's timestamps
+        crn["t_i"], crn["t_j"] = video_times[crn["frame_i"]], video_times[crn["frame_j"]]
     depth[~np.isfinite(depth)] = 0.0
     meta = {
         "seed": spec.seed,
@@ -369,6 +397,8 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         "camera_path": {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in path.params.items()},
         "spec": {k: v for k, v in asdict(spec).items() if k != "params"},
     }
+    if spec.frame_drops is not None:
+        meta.update(scene_times=times.tolist(), frame_drops=[list(d) for d in drops], scene_seconds=T)
     return RenderedClip(
         spec,
         frames,
@@ -376,7 +406,7 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
         oid,
         poses,
         intr,
-        times,
+        video_times,
         W,
         H,
         xi,

@@ -1,4 +1,5 @@
-"""Suites of clips: ``tiny`` (unit tests, demo), ``bench`` (pose accuracy), ``filters`` (labels).
+"""Suites of clips: ``tiny`` (unit tests, demo), ``bench`` (pose accuracy), ``framedrop`` (pose
+accuracy with dropped frames), ``filters`` (labels).
 
 Each suite folder gets the clips (``<name>.mp4`` + ``<name>/``), ``manifest.json`` (a list with
 one entry per clip), ``labels.csv`` (columns file,suitable,category,reason, like the real-data
@@ -76,6 +77,44 @@ def _bench(seed: int) -> list[tuple[str, ClipSpec]]:
     return out
 
 
+def _framedrop(seed: int) -> list[tuple[str, ClipSpec]]:
+    # Bench-like clips whose scene jumps by 3-15 nominal frames every 4-12 written frames (a sparse
+    # photo capture, a fast pan): each layout three times. The scene lasts about twice the video
+    # (~10 s), too long a walk for most rooms, so the room gets a slow dolly instead.
+    rng = np.random.default_rng([seed, 4])
+    combos = [
+        ("room", "dolly"),
+        ("street", "handheld_walk"),
+        ("plaza", "handheld_walk"),
+        ("room", "orbit"),
+        ("plaza", "orbit"),
+        ("room", "pan_translate"),
+        ("street", "pan_translate"),
+        ("street", "forward"),
+        ("plaza", "forward"),
+    ]
+    out = []
+    for k, (lay, traj) in enumerate(combos):
+        near = int(rng.choice([0, 1, 2], p=[0.5, 0.3, 0.2]))
+        spec = ClipSpec(
+            seed=seed * 1000 + 500 + k,  # not a bench seed (those are seed * 1000 + 0..26)
+            layout=lay,
+            trajectory=traj,
+            width=854,
+            height=480,
+            fps=12.0,
+            seconds=5.0,
+            n_objects=int(rng.integers(1, 4)) + near,
+            near_objects=near,
+            max_coverage=0.6,
+            crf=18,
+            frame_drops=(3, 15),
+            drop_spacing=(4, 12),
+        )
+        out.append((f"{k:03d}_{lay}_{traj}_drops", spec))
+    return out
+
+
 def _filters(
     seed: int, n: int = 204, suitable_frac: float = 0.15, scenes_per_layout: int = 8
 ) -> list[tuple[str, ClipSpec]]:
@@ -108,8 +147,13 @@ def _filters(
     return out
 
 
-SUITES: dict[str, Callable[[int], list[tuple[str, ClipSpec]]]] = {"tiny": _tiny, "bench": _bench, "filters": _filters}
-DENSE = {"tiny": True, "bench": True, "filters": False}  # depth.npz is large: skipped for filters
+SUITES: dict[str, Callable[[int], list[tuple[str, ClipSpec]]]] = {
+    "tiny": _tiny,
+    "bench": _bench,
+    "framedrop": _framedrop,
+    "filters": _filters,
+}
+DENSE = {"tiny": True, "bench": True, "framedrop": True, "filters": False}  # depth.npz is large: skipped for filters
 
 
 def suite_specs(suite: str, seed: int = 0, size: int | None = None) -> list[tuple[str, ClipSpec]]:
