@@ -159,9 +159,11 @@ def test_maps_again_without_focal_calibration_when_it_breaks_mapping(synthetic, 
 
     tracks, masks, gt = synthetic
     calibrated = []
-    real_verify, real_map = sfm._verify, sfm._map
+    real_init, real_map = sfm._initialise_focal, sfm._map
     monkeypatch.setattr(
-        sfm, "_verify", lambda db, cfg, calibrate: (calibrated.append(calibrate), real_verify(db, cfg, calibrate))[1]
+        sfm,
+        "_initialise_focal",
+        lambda db, init, focal: (calibrated.append(init == "calibrated"), real_init(db, init, focal))[1],
     )
     monkeypatch.setattr(
         sfm, "_map", lambda db, out, mapper, cfg: {} if calibrated[-1] else real_map(db, out, mapper, cfg)

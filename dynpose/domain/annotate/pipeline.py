@@ -29,10 +29,12 @@ from dynpose.domain.annotate.decisions import (
     track_motion,
 )
 from dynpose.domain.annotate.masks import MaskConfig, compute_dynamic_masks
+from dynpose.domain.annotate.motion_level import dynamic_track_masks
 from dynpose.domain.annotate.quality import Quality, TierSettings, assess
 from dynpose.domain.annotate.sfm import SfmConfig, failed_result, run_sfm
 from dynpose.domain.annotate.tracking import TrackConfig, Tracklets, track_grid
 from dynpose.domain.camera import PoseResult, write_cameras_pkl, write_tum
+from dynpose.domain.filters.focal import estimate_focal
 from dynpose.domain.video import SampledFrames, VideoError, probe, sample_frames
 
 ANNOTATION_VERSION = 2  # 2: focal_plausible; intrinsics null when nothing was decoded
@@ -64,15 +66,20 @@ class Annotation:
     masks: np.ndarray | None = None  # (N, H, W) bool union of dynamic masks
     tracklets: Tracklets | None = None
     stats: dict = field(default_factory=dict)
+    mask_components: dict[str, np.ndarray] = field(default_factory=dict)  # masks added after SfM (track_motion)
 
 
 def annotate_frames(
-    sampled: SampledFrames, cfg: AnnotateConfig | None = None, masks: np.ndarray | None = None
+    sampled: SampledFrames,
+    cfg: AnnotateConfig | None = None,
+    masks: np.ndarray | None = None,
+    tracklets: Tracklets | None = None,
 ) -> Annotation:
     """Annotate sampled frames with camera poses; bad input gives a failure status, not an exception.
 
     ``masks`` ((N, H, W) bool, True = dynamic) replaces the computed dynamic masks when given
     (stored or ground-truth masks); otherwise ``cfg.masks`` says how to compute them, if at all.
+    ``tracklets`` replaces tracking the same way (an ablation that varies only SfM reuses them).
     """
     cfg = cfg or AnnotateConfig()
     frames = sampled.frames
@@ -119,9 +126,10 @@ def annotate_frames(
         timings["masks_s"] = time.perf_counter() - t0
     if masks is not None:
         stats["mask_coverage"] = float(masks.mean())
-    t0 = time.perf_counter()
-    tracklets = track_grid(frames, cfg.tracking)
-    timings["tracking_s"] = time.perf_counter() - t0
+    if tracklets is None:
+        t0 = time.perf_counter()
+        tracklets = track_grid(frames, cfg.tracking)
+        timings["tracking_s"] = time.perf_counter() - t0
     stats["track_observations"] = tracklets.num_observations
     motion = track_motion(tracklets, masks)
     stats["track_motion_p90_px"] = motion
@@ -130,9 +138,29 @@ def annotate_frames(
         return finish(verdict, masks=masks, tracklets=tracklets)
 
     t0 = time.perf_counter()
-    poses = run_sfm(tracklets, masks, sampled.timestamps, cfg.sfm, min_registered=cfg.checks.min_registered)
+    focal_hint = None
+    if cfg.sfm.select != "first" and "sweep" in cfg.sfm.focal_inits:
+        focal_hint = estimate_focal(frames, window=12).focal  # AnyCam's sweep: 12 frames = 1 s at 12 fps
+        stats["focal_sweep_px"] = focal_hint
+        timings["focal_sweep_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    poses = run_sfm(
+        tracklets,
+        masks,
+        sampled.timestamps,
+        cfg.sfm,
+        min_registered=cfg.checks.min_registered,
+        focal_hint=focal_hint,
+        frames=frames if cfg.sfm.bridge else None,
+    )
     timings["sfm_s"] = time.perf_counter() - t0
-    return finish(poses_verdict(poses, cfg.checks), poses, masks=masks, tracklets=tracklets)
+    components = {}
+    if "track_gamma" in poses.extra:
+        # TracksTo4D's motion level as a mask component: the moving points' neighbourhoods
+        tracklets.gamma = poses.extra.pop("track_gamma")
+        components["track_motion"] = dynamic_track_masks(tracklets, tracklets.gamma, cfg.sfm.gamma_max)
+        masks = components["track_motion"] if masks is None else masks | components["track_motion"]
+    return finish(poses_verdict(poses, cfg.checks), poses, masks=masks, tracklets=tracklets, mask_components=components)
 
 
 def annotation_json(ann: Annotation, cfg: AnnotateConfig | None = None, source: dict | None = None) -> dict:

@@ -22,6 +22,7 @@ returns all frames unregistered with ``extra["reason"]``; only programming error
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -62,6 +63,32 @@ class SfmConfig:
     num_threads: int = -1
     seed: int = 0
     verbose: bool = False  # COLMAP's info log (off: warnings and errors only, while run_sfm runs)
+    # Pose hypotheses (docs/annotation.md, "Hypotheses"): "first" keeps the first focal initialisation
+    # whose mappers register min_registered (calibrated, then the guess); "self_consistency" maps every
+    # initialisation of `focal_inits` and keeps the most self-consistent one (InterPose); "reprojection"
+    # keeps the lowest mean reprojection error among those that register.
+    select: str = "first"
+    focal_inits: tuple[str, ...] = ("calibrated", "guess", "sweep")  # sweep: run_sfm's focal_hint (AnyCam)
+    consistency_pairs: int = 16  # frame pairs scored per hypothesis
+    consistency_subsets: int = 6  # random halves of a pair's tracks, one relative pose each
+    consistency_gap: int = 6  # frames between the two frames of a scored pair
+    # Per-track motion level (TracksTo4D, motion_level.py): after mapping, points whose Cauchy scale
+    # exceeds gamma_max (px) are removed from the model and bundle adjustment runs again.
+    motion_level: bool = False
+    gamma_max: float = 3.0
+    # Wide-baseline bridging: frame pairs that share fewer than bridge_min_tracks tracks get SIFT
+    # matches (outside the dynamic masks) across the break, verified like every other pair.
+    bridge: bool = False
+    bridge_min_tracks: int = 40
+    bridge_span: int = 3  # frames on each side of a break matched across it
+    bridge_features: int = 2000
+
+    def __post_init__(self):
+        if self.select not in ("first", "self_consistency", "reprojection"):
+            raise ValueError(f"camera_poses.select: first, self_consistency or reprojection, not {self.select!r}")
+        unknown = set(self.focal_inits) - {"calibrated", "guess", "sweep"}
+        if unknown or not self.focal_inits:
+            raise ValueError(f"camera_poses.focal_inits: unknown {sorted(unknown)}; use calibrated, guess, sweep")
 
 
 @dataclass
@@ -73,6 +100,7 @@ class Correspondences:
     xy: np.ndarray  # (M, 2) float32, OpenCV pixel convention (pixel centres at integers)
     num_frames: int
     stats: dict = field(default_factory=dict)
+    source: np.ndarray | None = None  # (M,) the tracklet point (window-major running index) it came from
 
     @property
     def num_tracks(self) -> int:
@@ -103,8 +131,10 @@ def build_correspondences(tracklets: Tracklets, masks: np.ndarray | None, cfg: S
         offsets.append(t_idx - win.query_offset)  # signed frames from the query frame
         next_id += win.visible.shape[1]
     if not frames:
-        return Correspondences(np.zeros(0, int), np.zeros(0, int), np.zeros((0, 2), np.float32), tracklets.num_frames)
+        empty = np.zeros(0, int)
+        return Correspondences(empty, empty, np.zeros((0, 2), np.float32), tracklets.num_frames, source=empty)
     frame, track, xy, off = (np.concatenate(a) for a in (frames, tracks, xys, offsets))
+    source = track.copy()  # before linking, a track is one tracklet point
     stats = {"observations": len(frame)}
     if masks is not None and len(frame):
         bad = _masked(np.asarray(masks, bool), frame, xy, cfg.mask_dilate)
@@ -118,9 +148,9 @@ def build_correspondences(tracklets: Tracklets, masks: np.ndarray | None, cfg: S
             bad = dist >= first[side]
         elif cfg.mask_policy != "drop":
             raise ValueError(f"unknown mask_policy {cfg.mask_policy!r}")
-        frame, track, xy, off = frame[~bad], track[~bad], xy[~bad], off[~bad]
+        frame, track, xy, source = frame[~bad], track[~bad], xy[~bad], source[~bad]
         stats["masked"] = int(bad.sum())
-    frame, track, xy = _link_windows(tracklets, frame, track, xy)
+    frame, track, xy, source = _link_windows(tracklets, frame, track, xy, source)
     stats["linked_observations"] = len(frame)
     if cfg.max_track_span and len(frame):
         # Chained trackers drift; pieces of a track become separate 3-D points.
@@ -136,13 +166,13 @@ def build_correspondences(tracklets: Tracklets, masks: np.ndarray | None, cfg: S
     if cfg.obs_per_frame:
         keep = _select_tracks(frame, track, length, keep, tracklets.num_frames, cfg.obs_per_frame, cfg.seed)
     sel = keep[track]
-    frame, track, xy = frame[sel], track[sel], xy[sel]
+    frame, track, xy, source = frame[sel], track[sel], xy[sel], source[sel]
     _, track = np.unique(track, return_inverse=True)
     stats.update(kept_observations=len(frame), tracks=int(track.max()) + 1 if len(track) else 0)
-    return Correspondences(frame, track, xy.astype(np.float32), tracklets.num_frames, stats)
+    return Correspondences(frame, track, xy.astype(np.float32), tracklets.num_frames, stats, source)
 
 
-def _link_windows(tracklets: Tracklets, frame: np.ndarray, track: np.ndarray, xy: np.ndarray):
+def _link_windows(tracklets: Tracklets, frame: np.ndarray, track: np.ndarray, xy: np.ndarray, source: np.ndarray):
     """Merge a window's continued points (``TrackWindow.continues``) into the tracks they continue.
 
     A link holds only where both ends survived masking at the new window's query frame; the
@@ -163,7 +193,7 @@ def _link_windows(tracklets: Tracklets, frame: np.ndarray, track: np.ndarray, xy
     track = root[track]
     _, first = np.unique(track * n + frame, return_index=True)
     _, track = np.unique(track[first], return_inverse=True)
-    return frame[first], track, xy[first]
+    return frame[first], track, xy[first], source[first]
 
 
 def _select_tracks(frame, track, length, keep, num_frames, quota, seed) -> np.ndarray:
@@ -191,8 +221,18 @@ def _frame_pairs(frames: np.ndarray, gaps: tuple[int, ...] | None) -> list[tuple
     return [(a, a + g) for a in frames for g in gaps if a + g in present]
 
 
-def write_database(path: Path, corr: Correspondences, width: int, height: int, cfg: SfmConfig) -> dict:
-    """Write cameras, images, keypoints and matches; returns stats. Image i is frame i (name-coded)."""
+def write_database(
+    path: Path,
+    corr: Correspondences,
+    width: int,
+    height: int,
+    cfg: SfmConfig,
+    bridges: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> dict:
+    """Write cameras, images, keypoints and matches; returns stats. Image i is frame i (name-coded).
+
+    A frame's keypoints are its track observations in track order, then its bridge keypoints
+    (``bridges``: frame pair -> matched (K, 2) pixel coordinates in each frame)."""
     import pycolmap
 
     focal = cfg.focal_guess * max(width, height)
@@ -213,24 +253,35 @@ def write_database(path: Path, corr: Correspondences, width: int, height: int, c
         pos = dict(zip(f.tolist(), kp_index[obs].tolist()))
         for a, b in _frame_pairs(f, cfg.pair_gaps):
             pairs.setdefault((a, b), []).append(np.array([pos[a], pos[b]]))
+    extra_xy: list[list[np.ndarray]] = [[] for _ in range(corr.num_frames)]
+    n_extra = counts.copy()
+    for (a, b), (xa, xb) in (bridges or {}).items():
+        ia, ib = n_extra[a] + np.arange(len(xa)), n_extra[b] + np.arange(len(xb))
+        extra_xy[a].append(xa)
+        extra_xy[b].append(xb)
+        n_extra[a] += len(xa)
+        n_extra[b] += len(xb)
+        pairs.setdefault((a, b), []).extend(np.stack([ia, ib], axis=1))
     with pycolmap.Database.open(str(path)) as db:
         cam_id = db.write_camera(camera)
         ids = []
         for i in range(corr.num_frames):
             ids.append(db.write_image(pycolmap.Image(name=f"{i:06d}.png", camera_id=cam_id)))
             # COLMAP puts pixel centres at +0.5; ours (OpenCV) at integers.
-            xy = to_colmap_xy(corr.xy[order[starts[i] : starts[i] + counts[i]]])
-            db.write_keypoints(ids[-1], xy.astype(np.float32).reshape(-1, 2))
+            xy = np.concatenate([corr.xy[order[starts[i] : starts[i] + counts[i]]].reshape(-1, 2), *extra_xy[i]])
+            db.write_keypoints(ids[-1], to_colmap_xy(xy).astype(np.float32).reshape(-1, 2))
         for (a, b), m in pairs.items():
             if len(m) >= cfg.min_num_inliers:
                 db.write_matches(ids[a], ids[b], np.asarray(m, np.uint32))
     return {
         "pairs": sum(len(m) >= cfg.min_num_inliers for m in pairs.values()),
         "matches": int(sum(len(m) for m in pairs.values())),
+        "bridge_pairs": len(bridges or {}),
+        "bridge_matches": int(sum(len(xa) for xa, _ in (bridges or {}).values())),
     }
 
 
-def _verify(db_path: Path, cfg: SfmConfig, calibrate: bool) -> None:
+def _verify(db_path: Path, cfg: SfmConfig) -> None:
     import pycolmap
 
     tvg = pycolmap.TwoViewGeometryOptions()
@@ -241,8 +292,21 @@ def _verify(db_path: Path, cfg: SfmConfig, calibrate: bool) -> None:
     ver = pycolmap.GeometricVerifierOptions()
     ver.num_threads = cfg.num_threads
     pycolmap.geometric_verification(str(db_path), verifier_options=ver, two_view_geometry_options=tvg)
-    if calibrate:
+
+
+def _initialise_focal(db_path: Path, init: str, focal: float) -> None:
+    """Set the shared camera's initial focal: from the view graph (``calibrated``) or ``focal`` px."""
+    import pycolmap
+
+    if init == "calibrated":
         pycolmap.calibrate_view_graph(str(db_path))
+        return
+    with pycolmap.Database.open(str(db_path)) as db:
+        camera = db.read_all_cameras()[0]
+        params = np.array(camera.params)
+        params[0] = focal
+        camera.params = params
+        db.update_camera(camera)
 
 
 def _apply(opts, overrides: dict) -> None:
@@ -310,11 +374,16 @@ def run_sfm(
     cfg: SfmConfig | None = None,
     work_dir: str | Path | None = None,
     min_registered: float = MIN_REGISTERED,
+    focal_hint: float | None = None,
+    frames: np.ndarray | None = None,
 ) -> PoseResult:
     """Camera poses and shared intrinsics from static tracklets; never raises for a bad video.
 
-    The mapper hypotheses are tried in turn until one registers ``min_registered`` of the frames
-    (the threshold a video's status is judged by: ``annotation_checks.min_registered``)."""
+    Pose hypotheses (a focal initialisation, each with its chain of mappers) are mapped in turn;
+    ``cfg.select`` says which one is kept (module docstring). ``min_registered`` is the share of
+    frames a video's status is judged by (``annotation_checks.min_registered``). ``focal_hint``
+    (px, e.g. the focal filter's candidate sweep) is the ``sweep`` initialisation; ``frames``
+    ((N, H, W[, 3]) uint8, the tracked frames) are needed for wide-baseline bridging only."""
     import pycolmap
 
     cfg = cfg or SfmConfig()
@@ -322,38 +391,47 @@ def run_sfm(
     if not cfg.verbose:
         pycolmap.logging.minloglevel = max(level, 2)  # the global mapper warns about every missing image file
     try:
-        return _run_sfm(tracklets, masks, timestamps, cfg, work_dir, min_registered)
+        return _run_sfm(tracklets, masks, timestamps, cfg, work_dir, min_registered, focal_hint, frames)
     finally:
         pycolmap.logging.minloglevel = level
 
 
-def _map_database(
+@dataclass
+class Hypothesis:
+    """One mapped pose hypothesis: a focal initialisation and the best model its mappers gave."""
+
+    name: str  # the focal initialisation: calibrated | guess | sweep
+    initial_focal: float  # px (calibrated: what the view-graph calibration wrote)
+    result: PoseResult | None = None
+    reconstruction: object = None  # the pycolmap.Reconstruction behind ``result``
+    self_consistency: float = float("nan")
+
+    def summary(self, chosen: bool) -> dict:
+        r = self.result
+        return {
+            "name": self.name,
+            "initial_focal": self.initial_focal,
+            "focal": r.intrinsics.fx if r is not None else float("nan"),
+            "registered_ratio": r.registered_ratio if r is not None else 0.0,
+            "reprojection_error": r.reprojection_error if r is not None else float("nan"),
+            "self_consistency": self.self_consistency,
+            "chosen": chosen,
+        }
+
+
+def _map_chain(
+    db_path: Path,
     tmp: Path,
-    corr: Correspondences,
     timestamps: np.ndarray,
     w: int,
     h: int,
     cfg: SfmConfig,
-    calibrate: bool,
+    hyp: Hypothesis,
     timings: dict,
     attempts: list,
     min_registered: float,
-) -> tuple[PoseResult | None, dict]:
-    """Write and verify a database, then run the mappers in turn; the best model and database stats."""
-    import pycolmap
-
-    db_path = tmp / "database.db"
-    suffix = "" if calibrate == cfg.calibrate_view_graph else "_uncalibrated"
-    t0 = time.perf_counter()
-    db_stats = write_database(db_path, corr, w, h, cfg)
-    timings[f"database{suffix}_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _verify(db_path, cfg, calibrate)
-    timings[f"verification{suffix}_s"] = time.perf_counter() - t0
-    with pycolmap.Database.open(str(db_path)) as db:
-        db_stats["verified_pairs"] = int(db.num_verified_image_pairs())
-    if db_stats["verified_pairs"] == 0:
-        return None, db_stats
+) -> None:
+    """Run the mappers in turn on a verified database until one registers ``min_registered``."""
     mappers = [(cfg.mapper, True)] + (
         [(m, True) for m in ("global", "incremental") if m != cfg.mapper] if cfg.fallback else []
     )
@@ -361,10 +439,9 @@ def _map_database(
         # The global mapper's last step re-triangulates every point from the database; on low-parallax
         # clips (a slow forward dolly) it can drop all of them and discard a good model. Keep it then.
         mappers.insert(mappers.index(("global", True)) + 1, ("global", False))
-    best = None
     for mapper, retriangulate in mappers:
         name = mapper if retriangulate else f"{mapper}_no_retriangulation"
-        out = tmp / name
+        out = tmp / f"{hyp.name}_{name}"
         out.mkdir()
         t0 = time.perf_counter()
         try:
@@ -379,21 +456,56 @@ def _map_database(
         except Exception as exc:  # pycolmap raises plain RuntimeError on degenerate input
             log.warning("%s mapper failed: %s", name, exc)
             recs = {}
-        timings[f"{name}_mapping{suffix}_s"] = time.perf_counter() - t0
-        attempt = {"mapper": name, "calibrated_focal": calibrate, "registered_ratio": 0.0, "models": len(recs)}
+        timings[f"{name}_mapping_{hyp.name}_s"] = time.perf_counter() - t0
+        attempt = {
+            "mapper": name,
+            "focal_init": hyp.name,
+            "calibrated_focal": hyp.name == "calibrated",
+            "registered_ratio": 0.0,
+            "models": len(recs),
+        }
         if recs:
             rec = max(recs.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
             result = _to_result(rec, timestamps, w, h, name)
             attempt.update(registered_ratio=result.registered_ratio, focal_ratio=result.intrinsics.fx / max(w, h))
-            if best is None or result.registered_ratio > best.registered_ratio:
-                best = result
+            if hyp.result is None or result.registered_ratio > hyp.result.registered_ratio:
+                hyp.result, hyp.reconstruction = result, rec
         attempts.append(attempt)
-        if best is not None and best.registered_ratio >= min_registered:
+        if hyp.result is not None and hyp.result.registered_ratio >= min_registered:
             break
-    return best, db_stats
 
 
-def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir, min_registered: float) -> PoseResult:
+def _focal_inits(cfg: SfmConfig, focal_hint: float | None, w: int, h: int) -> list[tuple[str, float]]:
+    guess = cfg.focal_guess * max(w, h)
+    if cfg.select == "first":
+        # The view-graph calibration helps most clips, but a wrong focal from it can leave every
+        # mapper with nothing to triangulate (a low-parallax dolly): then map again from the guess.
+        names = ["calibrated", "guess"] if cfg.calibrate_view_graph else ["guess"]
+    else:
+        names = list(cfg.focal_inits)
+    usable = focal_hint is not None and np.isfinite(focal_hint) and focal_hint > 0
+    return [(n, float(focal_hint) if n == "sweep" else guess) for n in names if n != "sweep" or usable]
+
+
+def _choose(hyps: list[Hypothesis], cfg: SfmConfig, min_registered: float) -> Hypothesis | None:
+    mapped = [hy for hy in hyps if hy.result is not None]
+    if not mapped:
+        return None
+    good = [hy for hy in mapped if hy.result.registered_ratio >= min_registered]
+    if not good:
+        return max(mapped, key=lambda hy: hy.result.registered_ratio)
+    if cfg.select == "self_consistency":
+        return min(good, key=lambda hy: (np.nan_to_num(hy.self_consistency, nan=np.inf), -hy.result.registered_ratio))
+    if cfg.select == "reprojection":
+        return min(good, key=lambda hy: hy.result.reprojection_error)
+    return good[0]
+
+
+def _run_sfm(
+    tracklets, masks, timestamps, cfg: SfmConfig, work_dir, min_registered: float, focal_hint, frames
+) -> PoseResult:
+    import pycolmap
+
     w, h = tracklets.width, tracklets.height
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -401,24 +513,238 @@ def _run_sfm(tracklets, masks, timestamps, cfg: SfmConfig, work_dir, min_registe
     timings["correspondences_s"] = time.perf_counter() - t0
     if corr.num_tracks < 20:
         return failed_result(timestamps, w, h, "too few static tracks", cfg, stats=corr.stats, timings=timings)
-    best, attempts, stats = None, [], dict(corr.stats)
-    # The view-graph focal calibration helps most clips, but a wrong focal from it can leave both
-    # mappers with nothing to triangulate (a low-parallax dolly): then map again without it.
-    for calibrate in dict.fromkeys([cfg.calibrate_view_graph, False]):
-        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-            result, verified = _map_database(
-                Path(tmp), corr, timestamps, w, h, cfg, calibrate, timings, attempts, min_registered
-            )
-        stats.update(verified)
-        if result is not None and (best is None or result.registered_ratio > best.registered_ratio):
-            best = result
-        if best is not None and best.registered_ratio >= min_registered:
-            break
-        if verified["verified_pairs"] == 0:
+    stats = dict(corr.stats)
+    bridges = None
+    if cfg.bridge and frames is not None:
+        t0 = time.perf_counter()
+        bridges = bridge_matches(frames, corr, masks, cfg)
+        timings["bridging_s"] = time.perf_counter() - t0
+    hyps: list[Hypothesis] = []
+    attempts: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp_name:
+        tmp = Path(tmp_name)
+        base = tmp / "verified.db"
+        t0 = time.perf_counter()
+        stats.update(write_database(base, corr, w, h, cfg, bridges))
+        timings["database_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _verify(base, cfg)
+        timings["verification_s"] = time.perf_counter() - t0
+        with pycolmap.Database.open(str(base)) as db:
+            stats["verified_pairs"] = int(db.num_verified_image_pairs())
+        if stats["verified_pairs"] == 0:
             return failed_result(timestamps, w, h, "no verified image pair", cfg, stats=stats, timings=timings)
+        for name, focal in _focal_inits(cfg, focal_hint, w, h):
+            db_path = tmp / f"{name}.db"
+            shutil.copyfile(base, db_path)
+            t0 = time.perf_counter()
+            _initialise_focal(db_path, name, focal)
+            if name == "calibrated":
+                with pycolmap.Database.open(str(db_path)) as db:
+                    focal = float(db.read_all_cameras()[0].params[0])
+                timings["calibration_s"] = time.perf_counter() - t0
+            hyp = Hypothesis(name, focal)
+            _map_chain(db_path, tmp, timestamps, w, h, cfg, hyp, timings, attempts, min_registered)
+            hyps.append(hyp)
+            if cfg.select == "first" and hyp.result is not None and hyp.result.registered_ratio >= min_registered:
+                break
+    t0 = time.perf_counter()
+    for hyp in hyps:
+        if hyp.result is not None and hyp.result.registered_ratio >= min_registered:
+            hyp.self_consistency = self_consistency(hyp.result, corr, cfg)
+    timings["self_consistency_s"] = time.perf_counter() - t0
+    best = _choose(hyps, cfg, min_registered)
     if best is None:
         return failed_result(
             timestamps, w, h, "mapper produced no model", cfg, stats=stats, timings=timings, attempts=attempts
         )
-    best.extra.update(stats=stats, timings=timings, attempts=attempts)
-    return best
+    result = best.result
+    gamma = None
+    if cfg.motion_level:
+        t0 = time.perf_counter()
+        result, gamma, dropped = _drop_moving_points(best, tracklets, corr, timestamps, w, h, cfg)
+        stats["motion_level_dropped_observations"] = dropped
+        timings["motion_level_s"] = time.perf_counter() - t0
+    result.extra.update(
+        stats=stats,
+        timings=timings,
+        attempts=attempts,
+        focal_init=best.name,
+        self_consistency=best.self_consistency,
+        hypotheses=[hy.summary(hy is best) for hy in hyps],
+        hypothesis_results=[hy.result for hy in hyps],
+    )
+    if gamma is not None:
+        result.extra["track_gamma"] = gamma
+    return result
+
+
+# -- self-consistency (InterPose) -------------------------------------------------------------------
+
+
+def _normalised(xy: np.ndarray, result: PoseResult) -> np.ndarray:
+    from dynpose.domain.annotate.motion_level import undistort_normalised
+
+    k = result.intrinsics
+    return undistort_normalised((xy - [k.cx, k.cy]) / [k.fx, k.fy], float(result.extra.get("radial_k1") or 0.0))
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    cos = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def _rotation_deg(R: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1.0, 1.0))))
+
+
+def self_consistency(result: PoseResult, corr: Correspondences, cfg: SfmConfig) -> float:
+    """How well a hypothesis agrees with relative poses estimated from random subsets of its tracks.
+
+    For ``consistency_pairs`` registered frame pairs ``consistency_gap`` apart, each of
+    ``consistency_subsets`` random halves of the pair's common tracks gives a relative pose
+    (5-point RANSAC in the hypothesis's own normalised camera); the hypothesis scores the
+    distance (rotation angle + translation-direction angle, degrees) between its relative pose
+    and the medoid of those estimates, and the video's score is the median over pairs. Lower is
+    more consistent; a wrong focal or a broken model disagrees with its own evidence. NaN when
+    no pair can be scored."""
+    import cv2
+
+    reg = result.registered
+    gap = cfg.consistency_gap
+    candidates = [i for i in range(corr.num_frames - gap) if reg[i] and reg[i + gap]]
+    if not candidates:
+        return float("nan")
+    picks = np.linspace(0, len(candidates) - 1, min(cfg.consistency_pairs, len(candidates))).round().astype(int)
+    rng = np.random.default_rng(cfg.seed)
+    f = result.intrinsics.fx
+    scores = []
+    for i in sorted({candidates[k] for k in picks}):  # evenly spread over the registered frames
+        j = i + gap
+        a, b = corr.frame == i, corr.frame == j
+        common, ia, ib = np.intersect1d(corr.track[a], corr.track[b], return_indices=True)
+        if len(common) < 16:
+            continue
+        xa = _normalised(corr.xy[a][ia].astype(np.float64), result)
+        xb = _normalised(corr.xy[b][ib].astype(np.float64), result)
+        Ri, ti = result.poses_w2c[i, :, :3], result.poses_w2c[i, :, 3]
+        Rj, tj = result.poses_w2c[j, :, :3], result.poses_w2c[j, :, 3]
+        R_h = Rj @ Ri.T
+        t_h = tj - R_h @ ti
+        estimates = []
+        for _ in range(cfg.consistency_subsets):
+            sub = rng.choice(len(common), size=max(8, len(common) // 2), replace=False)
+            E, inl = cv2.findEssentialMat(
+                xa[sub], xb[sub], np.eye(3), method=cv2.RANSAC, prob=0.999, threshold=cfg.ransac_max_error / f
+            )
+            if E is None or E.shape != (3, 3):
+                continue
+            _, R, t, _ = cv2.recoverPose(E, xa[sub], xb[sub], np.eye(3), mask=inl)
+            estimates.append((R, t.ravel()))
+        if not estimates:
+            continue
+
+        def dist(p, q):
+            return _rotation_deg(p[0] @ q[0].T) + (_angle_deg(p[1], q[1]) if np.linalg.norm(q[1]) > 1e-9 else 0.0)
+
+        medoid = min(estimates, key=lambda e: sum(dist(e, o) for o in estimates))
+        scores.append(dist((R_h, t_h), medoid))
+    return float(np.median(scores)) if scores else float("nan")
+
+
+# -- per-track motion level (TracksTo4D) ------------------------------------------------------------
+
+
+def _drop_moving_points(best: Hypothesis, tracklets, corr: Correspondences, timestamps, w, h, cfg: SfmConfig):
+    """Remove the model's observations of tracklet points whose gamma exceeds ``cfg.gamma_max``,
+    bundle-adjust again, and return (result, gamma per window, observations removed)."""
+    import pycolmap
+
+    from dynpose.domain.annotate.motion_level import track_gamma
+
+    gamma = track_gamma(tracklets, best.result)
+    moving_source = np.nan_to_num(np.concatenate(gamma), nan=0.0) > cfg.gamma_max if gamma else np.zeros(0, bool)
+    # keypoint k of frame i is the k-th observation of that frame in track order (write_database)
+    order = np.lexsort((corr.track, corr.frame))
+    counts = np.bincount(corr.frame, minlength=corr.num_frames)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rec = best.reconstruction
+    dropped = 0
+    for image_id, image in list(rec.images.items()):
+        if not image.has_pose:
+            continue
+        i = int(image.name.split(".")[0])
+        for k, p2d in enumerate(image.points2D):
+            if not p2d.has_point3D() or k >= counts[i]:
+                continue  # bridge keypoints (after the track ones) have no tracklet point
+            if moving_source[corr.source[order[starts[i] + k]]]:
+                rec.delete_observation(image_id, k)
+                dropped += 1
+    if dropped:
+        options = pycolmap.BundleAdjustmentOptions()
+        options.refine_extra_params = cfg.camera_model == "SIMPLE_RADIAL"
+        try:
+            pycolmap.bundle_adjustment(rec, options)
+        except Exception as exc:  # keep the first model if BA fails on what is left
+            log.warning("bundle adjustment after dropping moving points failed: %s", exc)
+            return best.result, gamma, 0
+    result = _to_result(rec, timestamps, w, h, best.result.extra.get("mapper", ""))
+    return result, gamma, dropped
+
+
+# -- wide-baseline bridging ---------------------------------------------------------------------------
+
+
+def track_breaks(corr: Correspondences, min_tracks: int) -> list[int]:
+    """Frames ``i`` whose step to ``i + 1`` fewer than ``min_tracks`` tracks survive."""
+    n = corr.num_frames
+    key = corr.track.astype(np.int64) * (n + 1) + corr.frame
+    nxt = np.isin(key + 1, key)  # the same track is seen in the next frame
+    shared = np.bincount(corr.frame[nxt], minlength=n)
+    return [i for i in range(n - 1) if shared[i] < min_tracks]
+
+
+def bridge_matches(
+    frames: np.ndarray, corr: Correspondences, masks: np.ndarray | None, cfg: SfmConfig
+) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """SIFT matches (OpenCV, ratio test, outside the dynamic masks) between the frames on either side
+    of each track break: pairs (i - d, i + 1 + d) for d < ``bridge_span``. Verified later with
+    every other pair by COLMAP's RANSAC."""
+    import cv2
+
+    breaks = track_breaks(corr, cfg.bridge_min_tracks)
+    if not breaks:
+        return {}
+    n = len(frames)
+    pairs = sorted(
+        {
+            (i - d, i + 1 + e)
+            for i in breaks
+            for d in range(cfg.bridge_span)
+            for e in range(cfg.bridge_span)
+            if i - d >= 0 and i + 1 + e < n and d + e < cfg.bridge_span
+        }
+    )
+    sift = cv2.SIFT_create(nfeatures=cfg.bridge_features)
+    features: dict[int, tuple] = {}
+
+    def detect(i):
+        if i not in features:
+            gray = frames[i] if frames[i].ndim == 2 else cv2.cvtColor(frames[i], cv2.COLOR_RGB2GRAY)
+            keep = None
+            if masks is not None:
+                keep = (~np.asarray(masks[i], bool)).astype(np.uint8) * 255
+            kps, desc = sift.detectAndCompute(gray, keep)
+            features[i] = (np.array([k.pt for k in kps], np.float32).reshape(-1, 2), desc)
+        return features[i]
+
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    out = {}
+    for a, b in pairs:
+        (pa_, da), (pb, db) = detect(a), detect(b)
+        if da is None or db is None or len(da) < 2 or len(db) < 2:
+            continue
+        good = [m for m, m2 in matcher.knnMatch(da, db, k=2) if m.distance < 0.8 * m2.distance]
+        if len(good) >= cfg.min_num_inliers:
+            out[(a, b)] = (pa_[[m.queryIdx for m in good]], pb[[m.trainIdx for m in good]])
+    return out

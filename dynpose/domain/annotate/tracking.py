@@ -44,6 +44,11 @@ class TrackConfig:
     snap: bool = True  # move each grid query to the most trackable pixel of its cell (LK needs corners)
     min_corner: float = 0.02  # cells whose best corner score is below this x the frame's 95th percentile are dropped
     continue_tracks: bool = True  # a new window continues the previous window's live points (query="start" only)
+    # Restart at breaks (query="start" only): where fewer than restart_survival of the live points survive
+    # a frame step (a dropped stretch of frames, a whip pan), a new window starts right after the break
+    # instead of at the next stride, so the frames after it are tracked at all.
+    restart: bool = False
+    restart_survival: float = 0.3
     checkpoint: str | None = None  # learned back end only
 
 
@@ -72,6 +77,7 @@ class Tracklets:
     width: int
     height: int
     timings: dict = field(default_factory=dict)
+    gamma: list[np.ndarray] | None = None  # motion level (px) of each window's points (motion_level.py), if fitted
 
     @property
     def num_observations(self) -> int:
@@ -317,10 +323,31 @@ def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
     n, h, w = frames.shape[:3]
     t0 = time.perf_counter()
     grays, scale = _to_gray(frames, cfg.work_max_side)
-    gh, gw = grays[0].shape
     tracker = _make_tracker(grays, cfg)
+    starts = list(range(0, max(n - 1, 0), cfg.stride))
+    windows = _track_windows(tracker, grays, starts, n, scale, cfg)
+    if cfg.restart and cfg.query == "start":
+        extra = [t + 1 for t in track_breaks(windows, n, cfg.restart_survival) if t + 1 not in starts and t + 1 < n - 1]
+        if extra:  # track again with the restarts in the schedule, so later windows continue them
+            windows = _track_windows(tracker, grays, sorted(starts + extra), n, scale, cfg)
+    return Tracklets(windows, n, w, h, {"tracking_s": time.perf_counter() - t0})
+
+
+def track_breaks(windows: list[TrackWindow], n: int, min_survival: float) -> list[int]:
+    """Frames ``t`` where fewer than ``min_survival`` of the points live at ``t`` (in windows that
+    reach ``t + 1``) are still visible at ``t + 1``."""
+    live, kept = np.zeros(n), np.zeros(n)
+    for win in windows:
+        rows = np.arange(len(win.frame_indices) - 1)
+        live[win.frame_indices[rows]] += win.visible[rows].sum(axis=1)
+        kept[win.frame_indices[rows]] += (win.visible[rows] & win.visible[rows + 1]).sum(axis=1)
+    return [t for t in range(n - 1) if live[t] > 0 and kept[t] < min_survival * live[t]]
+
+
+def _track_windows(tracker, grays, starts: list[int], n: int, scale: float, cfg: TrackConfig) -> list[TrackWindow]:
+    gh, gw = grays[0].shape
     windows, queries = [], []
-    for first in range(0, max(n - 1, 0), cfg.stride):
+    for first in starts:
         t_len = min(cfg.length, n - first)
         q = first + (t_len - 1) // 2 if cfg.query == "middle" else first
         if cfg.snap:
@@ -349,7 +376,7 @@ def track_grid(frames: np.ndarray, cfg: TrackConfig | None = None) -> Tracklets:
         )
     for win in windows:  # lost points keep their last position; zero them so nobody uses them
         win.points[~win.visible] = 0.0
-    return Tracklets(windows, n, w, h, {"tracking_s": time.perf_counter() - t0})
+    return windows
 
 
 def _sweep(
