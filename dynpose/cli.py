@@ -494,10 +494,54 @@ def cmd_bench(args) -> int:
             + " ".join(f"{x:.2f}" for x in os.getloadavg())
             + f" at the end, on {os.cpu_count()} cores."
         )
+    elif args.what == "annotation":
+        return _bench_annotation(args, out)
     else:
         raise SystemExit(f"unknown benchmark {args.what}")
     _print_table(rows)
     print(f"report: {write_table_report(out, title, rows, notes)}")
+    return 0
+
+
+def _bench_annotation(args, out: Path) -> int:
+    """``bench annotation``: the variants of a study (or ``--variant NAME=JSON``) on a synthetic suite."""
+    import json
+
+    from dynpose.evaluation.ablation import STUDIES, ablate
+
+    if not args.suite:
+        raise SystemExit("bench annotation needs --suite (a synthetic suite folder, e.g. from `dynpose synth`)")
+    if args.variant and args.study:
+        raise SystemExit("give --study or --variant, not both")
+    if args.variant:
+        variants = {}
+        for spec in args.variant:
+            name, sep, text = spec.partition("=")
+            try:
+                variants[name] = json.loads(text or "{}") if sep and name else None
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"--variant {spec!r}: bad JSON ({exc})") from exc
+            if not isinstance(variants[name], dict):
+                raise SystemExit(f"--variant {spec!r}: expected NAME={{...}} (overrides of AnnotateConfig sections)")
+    else:
+        study = args.study or "baseline"
+        if study not in STUDIES:
+            raise SystemExit(f"unknown study {study!r}: one of {', '.join(STUDIES)}")
+        variants = STUDIES[study]
+    try:
+        result = ablate(
+            args.suite,
+            variants,
+            out,
+            clips=args.clips,
+            limit=args.limit,
+            workers=args.workers or 1,
+            study=None if args.variant else study,
+        )
+    except ValueError as exc:  # an unknown override, no matching clip
+        raise SystemExit(str(exc)) from exc
+    _print_tables(result.tables)
+    print(f"\nreport: {result.report} (records: {out / 'results.json'})")
     return 0
 
 
@@ -581,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
         "synth", help="render a synthetic suite with exact ground truth (videos, poses, depth, masks, correspondences)"
     )
     p.add_argument("out")
-    p.add_argument("--suite", choices=["tiny", "bench", "filters"], default="tiny")
+    p.add_argument("--suite", choices=["tiny", "bench", "framedrop", "filters"], default="tiny")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, help="clips rendered at a time (default: one per core)")
     p.add_argument("--size", type=int, help="filters suite: number of clips (default 204)")
@@ -589,7 +633,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks: print a table and write a markdown report")
     p.add_argument(
-        "what", nargs="?", default="poses", choices=["poses", "filters", "noop-rerun", "lake-scale", "export"]
+        "what",
+        nargs="?",
+        default="poses",
+        choices=["poses", "filters", "noop-rerun", "lake-scale", "export", "annotation"],
+    )
+    p.add_argument(
+        "--study",
+        help="annotation: a named set of variants (dynpose.evaluation.ablation.STUDIES: baseline, selection, "
+        "motion, bridging; default baseline)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME=JSON",
+        help='annotation: an ad-hoc variant instead of a study, e.g. fast=\'{"tracking": {"stride": 10}}\' '
+        "(repeatable; overrides of AnnotateConfig sections)",
     )
     p.add_argument("--size", type=int, help="filters: clips of the rendered filters suite (default 204)")
     p.add_argument(
@@ -604,12 +663,18 @@ def build_parser() -> argparse.ArgumentParser:
         "bound) or garbage (malformed answers); poses: oracle only (DynaPo masks from ground-truth boxes, ours "
         "also run without them)",
     )
-    p.add_argument("--suite", help="poses: a synthetic suite folder (default: render the 'bench' suite into OUT/suite)")
+    p.add_argument(
+        "--suite",
+        help="poses: a synthetic suite folder (default: render the 'bench' suite into OUT/suite); annotation: "
+        "the suite folder (required)",
+    )
     p.add_argument(
         "--methods", nargs="+", help="poses: methods to compare (default: ours and every configured baseline)"
     )
-    p.add_argument("--limit", type=int, help="poses: only the first N clips of the suite")
-    p.add_argument("--clips", nargs="+", help="poses: only the clips whose names start with these prefixes (e.g. 018)")
+    p.add_argument("--limit", type=int, help="poses, annotation: only the first N clips of the suite")
+    p.add_argument(
+        "--clips", nargs="+", help="poses, annotation: only the clips whose names start with these prefixes (e.g. 018)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--shards",
