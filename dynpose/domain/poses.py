@@ -33,6 +33,12 @@ POSES_SCHEMA = pa.schema(
         ("seconds", pa.float64()),
         ("peak_mib", pa.float64()),
         ("stage_seconds", pa.string()),  # JSON {stage: seconds}
+        # ours only (null for baselines): InterPose self-consistency of the kept hypothesis (degrees,
+        # lower = more consistent), its focal initialisation, and TracksTo4D's per-point motion level
+        # (px) of every tracklet window, when camera_poses.motion_level is on
+        ("self_consistency", pa.float64()),
+        ("focal_init", pa.string()),
+        ("track_gamma", pa.list_(pa.list_(pa.float32()))),
     ]
 )
 
@@ -71,6 +77,11 @@ def pose_row(
         "seconds": float(seconds),
         "peak_mib": float(peak_mib),
         "stage_seconds": json.dumps(stage_seconds or {}),
+        "self_consistency": result.extra.get("self_consistency"),
+        "focal_init": result.extra.get("focal_init"),
+        "track_gamma": [np.asarray(g, np.float32).tolist() for g in result.extra["track_gamma"]]
+        if "track_gamma" in result.extra
+        else None,
     }
 
 
@@ -84,6 +95,7 @@ def pose_from_row(row: dict) -> PoseResult:
         intrinsics=Intrinsics(row["fx"], row["fy"], row["cx"], row["cy"], row["width"], row["height"]),
         reprojection_error=row["reprojection_error"],
         num_points=row["num_points"],
+        extra={"self_consistency": row["self_consistency"]} if row.get("self_consistency") is not None else {},
     )
 
 

@@ -31,6 +31,9 @@ class TierSettings:
 
     bounds: tuple[float, ...] = (1.00, 1.18, 1.37)  # upper bounds (px, exclusive) of tier1, tier2, tier3
     plausible_focal: tuple[float, float] = (0.25, 5.0)  # focal length / long image side
+    # InterPose self-consistency (degrees, camera_poses.select: self_consistency): a video scoring above
+    # this is failed; None: not a tier input (docs/annotation.md has its correlation with ATE)
+    max_self_consistency: float | None = None
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Quality:
     registered: bool  # registered_ratio >= min_registered
     focal_plausible: bool  # focal length within PLAUSIBLE_FOCAL x the long image side
     tier: str  # one of TIERS
+    self_consistency: float = float("nan")  # of the kept hypothesis (NaN: not scored)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,5 +69,8 @@ def assess(result: PoseResult, min_registered: float = MIN_REGISTERED, tiers: Ti
     ratio = result.registered_ratio
     ok = ratio >= min_registered
     focal_ok = focal_plausible(result.intrinsics, tiers.plausible_focal)
-    tier = reprojection_tier(result.reprojection_error, tiers.bounds) if ok and focal_ok else "failed"
-    return Quality(ratio, float(result.reprojection_error), ok, focal_ok, tier)
+    consistency = result.extra.get("self_consistency")
+    consistency = float("nan") if consistency is None else float(consistency)
+    consistent = tiers.max_self_consistency is None or not consistency > tiers.max_self_consistency
+    tier = reprojection_tier(result.reprojection_error, tiers.bounds) if ok and focal_ok and consistent else "failed"
+    return Quality(ratio, float(result.reprojection_error), ok, focal_ok, tier, consistency)

@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -63,27 +64,36 @@ class SfmConfig:
     num_threads: int = -1
     seed: int = 0
     verbose: bool = False  # COLMAP's info log (off: warnings and errors only, while run_sfm runs)
-    # Pose hypotheses (docs/annotation.md, "Hypotheses"): "first" keeps the first focal initialisation
-    # whose mappers register min_registered (calibrated, then the guess); "self_consistency" maps every
-    # initialisation of `focal_inits` and keeps the most self-consistent one (InterPose); "reprojection"
-    # keeps the lowest mean reprojection error among those that register.
-    select: str = "first"
-    focal_inits: tuple[str, ...] = ("calibrated", "guess", "sweep")  # sweep: run_sfm's focal_hint (AnyCam)
+    # Pose hypotheses (docs/annotation.md, "Pose hypotheses"): "first" keeps the first focal initialisation
+    # whose mappers register min_registered (calibrated, then the guess); "self_consistency" maps the
+    # initialisations of `focal_inits` in turn until one scores at most `consistency_accept` and keeps
+    # the most self-consistent one (InterPose); "reprojection" keeps the lowest mean reprojection error.
+    select: str = "self_consistency"
+    focal_inits: tuple[str, ...] = ("calibrated", "guess")  # also "sweep": run_sfm's focal_hint (AnyCam)
     consistency_pairs: int = 16  # frame pairs scored per hypothesis
     consistency_subsets: int = 6  # random halves of a pair's tracks, one relative pose each
     consistency_gap: int = 6  # frames between the two frames of a scored pair
+    # self_consistency only: stop at the first initialisation scoring at most this (degrees), so a
+    # consistent video maps once; None: map every initialisation. 15: chosen on bench clips 000-013
+    consistency_accept: float | None = 15.0
     # Per-track motion level (TracksTo4D, motion_level.py): after mapping, points whose Cauchy scale
     # exceeds gamma_max (px) are removed from the model and bundle adjustment runs again.
     motion_level: bool = False
     gamma_max: float = 3.0
+    # AnyCam's uncertainty-weighted refinement, as far as pycolmap's BA allows (no per-observation
+    # weights): points above gamma_max are dropped, the rest weighted by this robust loss (scale px)
+    refine_loss: str = "trivial"  # trivial | cauchy | soft_l1 | huber
+    refine_loss_scale: float = 1.0
     # Wide-baseline bridging: frame pairs that share fewer than bridge_min_tracks tracks get SIFT
     # matches (outside the dynamic masks) across the break, verified like every other pair.
-    bridge: bool = False
+    bridge: bool = True
     bridge_min_tracks: int = 40
     bridge_span: int = 3  # frames on each side of a break matched across it
     bridge_features: int = 2000
 
     def __post_init__(self):
+        if self.refine_loss not in ("trivial", "cauchy", "soft_l1", "huber"):
+            raise ValueError(f"camera_poses.refine_loss: trivial, cauchy, soft_l1 or huber, not {self.refine_loss!r}")
         if self.select not in ("first", "self_consistency", "reprojection"):
             raise ValueError(f"camera_poses.select: first, self_consistency or reprojection, not {self.select!r}")
         unknown = set(self.focal_inits) - {"calibrated", "guess", "sweep"}
@@ -375,7 +385,7 @@ def run_sfm(
     work_dir: str | Path | None = None,
     min_registered: float = MIN_REGISTERED,
     focal_hint: float | None = None,
-    frames: np.ndarray | None = None,
+    frames: np.ndarray | Callable[[], np.ndarray] | None = None,
 ) -> PoseResult:
     """Camera poses and shared intrinsics from static tracklets; never raises for a bad video.
 
@@ -383,7 +393,8 @@ def run_sfm(
     ``cfg.select`` says which one is kept (module docstring). ``min_registered`` is the share of
     frames a video's status is judged by (``annotation_checks.min_registered``). ``focal_hint``
     (px, e.g. the focal filter's candidate sweep) is the ``sweep`` initialisation; ``frames``
-    ((N, H, W[, 3]) uint8, the tracked frames) are needed for wide-baseline bridging only."""
+    ((N, H, W[, 3]) uint8, the tracked frames, or a function that decodes them: called only where
+    tracks break) are needed for wide-baseline bridging only."""
     import pycolmap
 
     cfg = cfg or SfmConfig()
@@ -546,13 +557,16 @@ def _run_sfm(
             hyp = Hypothesis(name, focal)
             _map_chain(db_path, tmp, timestamps, w, h, cfg, hyp, timings, attempts, min_registered)
             hyps.append(hyp)
-            if cfg.select == "first" and hyp.result is not None and hyp.result.registered_ratio >= min_registered:
-                break
-    t0 = time.perf_counter()
-    for hyp in hyps:
-        if hyp.result is not None and hyp.result.registered_ratio >= min_registered:
+            if hyp.result is None or hyp.result.registered_ratio < min_registered:
+                continue
+            t0 = time.perf_counter()
             hyp.self_consistency = self_consistency(hyp.result, corr, cfg)
-    timings["self_consistency_s"] = time.perf_counter() - t0
+            timings[f"self_consistency_{name}_s"] = time.perf_counter() - t0
+            if cfg.select == "first":
+                break
+            accept = cfg.consistency_accept
+            if cfg.select == "self_consistency" and accept is not None and hyp.self_consistency <= accept:
+                break
     best = _choose(hyps, cfg, min_registered)
     if best is None:
         return failed_result(
@@ -599,6 +613,20 @@ def _rotation_deg(R: np.ndarray) -> float:
 
 
 def self_consistency(result: PoseResult, corr: Correspondences, cfg: SfmConfig) -> float:
+    """See :func:`_self_consistency`; run on one OpenCV thread from a fixed seed, as RANSAC's random
+    draws otherwise depend on the thread count (Ray workers run one thread) and give another score."""
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    cv2.setRNGSeed(cfg.seed)
+    try:
+        return _self_consistency(result, corr, cfg)
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _self_consistency(result: PoseResult, corr: Correspondences, cfg: SfmConfig) -> float:
     """How well a hypothesis agrees with relative poses estimated from random subsets of its tracks.
 
     For ``consistency_pairs`` registered frame pairs ``consistency_gap`` apart, each of
@@ -649,7 +677,8 @@ def self_consistency(result: PoseResult, corr: Correspondences, cfg: SfmConfig) 
 
         medoid = min(estimates, key=lambda e: sum(dist(e, o) for o in estimates))
         scores.append(dist((R_h, t_h), medoid))
-    return float(np.median(scores)) if scores else float("nan")
+    # rounded: the last bits depend on the BLAS thread count, and equal inputs should score equally
+    return round(float(np.median(scores)), 6) if scores else float("nan")
 
 
 # -- per-track motion level (TracksTo4D) ------------------------------------------------------------
@@ -680,9 +709,12 @@ def _drop_moving_points(best: Hypothesis, tracklets, corr: Correspondences, time
             if moving_source[corr.source[order[starts[i] + k]]]:
                 rec.delete_observation(image_id, k)
                 dropped += 1
-    if dropped:
+    if dropped or cfg.refine_loss != "trivial":
         options = pycolmap.BundleAdjustmentOptions()
         options.refine_extra_params = cfg.camera_model == "SIMPLE_RADIAL"
+        options.print_summary = cfg.verbose
+        options.ceres.loss_function_type = pycolmap.LossFunctionType.__members__[cfg.refine_loss.upper()]
+        options.ceres.loss_function_scale = cfg.refine_loss_scale
         try:
             pycolmap.bundle_adjustment(rec, options)
         except Exception as exc:  # keep the first model if BA fails on what is left
@@ -705,7 +737,7 @@ def track_breaks(corr: Correspondences, min_tracks: int) -> list[int]:
 
 
 def bridge_matches(
-    frames: np.ndarray, corr: Correspondences, masks: np.ndarray | None, cfg: SfmConfig
+    frames: np.ndarray | Callable[[], np.ndarray], corr: Correspondences, masks: np.ndarray | None, cfg: SfmConfig
 ) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
     """SIFT matches (OpenCV, ratio test, outside the dynamic masks) between the frames on either side
     of each track break: pairs (i - d, i + 1 + d) for d < ``bridge_span``. Verified later with
@@ -715,6 +747,7 @@ def bridge_matches(
     breaks = track_breaks(corr, cfg.bridge_min_tracks)
     if not breaks:
         return {}
+    frames = frames() if callable(frames) else frames
     n = len(frames)
     pairs = sorted(
         {

@@ -47,7 +47,7 @@ class TrackConfig:
     # Restart at breaks (query="start" only): where fewer than restart_survival of the live points survive
     # a frame step (a dropped stretch of frames, a whip pan), a new window starts right after the break
     # instead of at the next stride, so the frames after it are tracked at all.
-    restart: bool = False
+    restart: bool = True
     restart_survival: float = 0.3
     checkpoint: str | None = None  # learned back end only
 

@@ -131,11 +131,19 @@ def pose_jobs(ctx: StepContext) -> list[stages.PoseJob]:
     track_summary = {r["video_id"]: r for r in ctx.input("tracklets").to_pylist()}
     mask_rows = _group(ctx.lake.read_lance_shard("dynamic_masks", ctx.shard))
     track_rows = _group(ctx.lake.read_lance_shard("tracklets", ctx.shard))
+    cfg = ctx.settings
+    focal, focal_table = {}, None
+    if cfg.select != "first" and "sweep" in cfg.focal_inits:
+        focal_table = ctx.input("filter_focal")
+    if focal_table is not None:
+        focal = {r["video_id"]: r.get("focal_clip_px") for r in focal_table.to_pylist()}
     jobs = []
     for video in ctx.annotated_videos():
         vid = video["video_id"]
         fr = sorted(frames.get(vid, []), key=lambda r: r["frame_index"])
         ts = track_summary.get(vid) or {}
+        w, h = ts.get("width") or 0, ts.get("height") or 0
+        hint = focal.get(vid)  # 720p pixels (short side 720) -> the annotated size
         jobs.append(
             stages.PoseJob(
                 video_id=vid,
@@ -146,6 +154,9 @@ def pose_jobs(ctx: StepContext) -> list[stages.PoseJob]:
                 track_rows=track_rows.get(vid, []),
                 mask_rows=mask_rows.get(vid, []),
                 upstream={"masks": _upstream(mask_summary.get(vid)), "tracking": _upstream(track_summary.get(vid))},
+                focal_hint=hint * min(w, h) / 720.0 if hint is not None and min(w, h) else None,
+                video=video if cfg.bridge else None,
+                frames=ctx.all_settings.sampled_frames,
             )
         )
     return jobs
@@ -177,6 +188,7 @@ QUALITY_SCHEMA = pa.schema(
         ("registered", pa.bool_()),
         ("focal_plausible", pa.bool_()),
         ("tier", pa.string()),
+        ("self_consistency", pa.float64()),  # InterPose score of the kept pose hypothesis (NaN: not scored)
     ]
 )
 
@@ -217,11 +229,12 @@ PRODUCTS = [
     ),
     Product(
         "camera_poses",
-        "3",
-        ("sampled_frames", "filter_decisions", "dynamic_masks", "tracklets"),
+        "4",
+        ("sampled_frames", "filter_decisions", "filter_focal", "dynamic_masks", "tracklets"),
         compute_camera_poses,
         "Bundle-adjusted world-to-camera poses per sampled frame, registered flags, shared intrinsics, "
-        "reprojection error.",
+        "reprojection error; the kept hypothesis's self-consistency and focal initialisation, per-point "
+        "motion levels (with camera_poses.motion_level).",
         "annotations",
         uses=("annotation_checks", "annotation"),
         schema=POSES_SCHEMA,
@@ -229,7 +242,7 @@ PRODUCTS = [
     ),
     Product(
         "pose_quality",
-        "2",
+        "3",
         ("camera_poses",),
         compute_pose_quality,
         "Registered ratio, reprojection tier and the per-video tier label users filter on.",

@@ -269,6 +269,9 @@ class PoseJob:
     track_rows: list[dict]
     mask_rows: list[dict]
     upstream: dict[str, Upstream]  # stage name -> outcome, in the order the stages ran
+    focal_hint: float | None = None  # px at the annotated size: the focal filter's candidate sweep
+    video: dict | None = None  # the catalog row, when SfM needs the frames (bridging)
+    frames: FrameSettings | None = None
 
     @property
     def n_frames(self) -> int:
@@ -283,7 +286,20 @@ def _poses(job: PoseJob, cfg: SfmConfig, checks: AnnotationChecks) -> tuple[Verd
     verdict = motion_verdict(track_motion(tracks, masks), w, h, checks)
     if not verdict.ok:
         return verdict, failed_result(ts, w, h, verdict.message, cfg)
-    poses = run_sfm(tracks, masks, ts, cfg, min_registered=checks.min_registered)
+
+    def pixels():  # bridging decodes the frames only where tracks break
+        return decode(job.video, job.frames).frames
+
+    bridge = cfg.bridge and job.video is not None
+    poses = run_sfm(
+        tracks,
+        masks,
+        ts,
+        cfg,
+        min_registered=checks.min_registered,
+        focal_hint=job.focal_hint,
+        frames=pixels if bridge else None,
+    )
     return poses_verdict(poses, checks), poses
 
 
