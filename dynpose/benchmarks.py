@@ -332,16 +332,15 @@ def _link_subset(suite_dir: Path, target: Path, limit: int | None, prefixes: lis
     import json
     import shutil
 
+    from dynpose.domain.synth.suites import select_clips
+
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    clips = json.loads((suite_dir / "manifest.json").read_text())
-    clips = clips if isinstance(clips, list) else clips["clips"]
-    if prefixes:
-        clips = [c for c in clips if any(Path(c["video"]).name.startswith(p) for p in prefixes)]
-    clips = clips[:limit] if limit else clips
-    if not clips:
-        raise SystemExit(f"no clip of {suite_dir} matches --clips {' '.join(prefixes or [])}")
+    try:
+        clips = select_clips(suite_dir, prefixes, limit)
+    except ValueError as exc:
+        raise SystemExit(f"{exc} (--clips)") from exc
     for c in clips:
         for rel in (c["video"], c["gt_dir"]):
             dst = target / rel

@@ -31,6 +31,7 @@ from dynpose.domain.annotate.masks import compute_dynamic_masks
 from dynpose.domain.annotate.masks_eval import mask_scores, score_masks
 from dynpose.domain.annotate.pipeline import AnnotateConfig, annotate_frames
 from dynpose.domain.annotate.tracking import track_grid
+from dynpose.domain.synth.suites import select_clips
 from dynpose.domain.video import sample_frames
 from dynpose.evaluation.ground_truth import load_ground_truth
 from dynpose.evaluation.markdown import machine_line, markdown_table
@@ -312,22 +313,6 @@ def _run_clip_safely(clip: dict, *args) -> list[dict]:
 
 
 # -- the study ----------------------------------------------------------------------------------------
-
-
-def select_clips(suite_dir: str | Path, clips: list[str] | None = None, limit: int | None = None) -> list[dict]:
-    """Manifest entries of a suite (``name``, ``video``, ``gt_dir``): those whose names start with one
-    of ``clips``, then the first ``limit``."""
-    suite = Path(suite_dir)
-    entries = json.loads((suite / "manifest.json").read_text())
-    entries = entries if isinstance(entries, list) else entries["clips"]
-    entries = [{**e, "name": e.get("name") or Path(e["video"]).stem} for e in entries]
-    entries = [{**e, "gt_dir": e.get("gt_dir") or e["name"]} for e in entries]
-    if clips:
-        entries = [e for e in entries if e["name"].startswith(tuple(clips))]
-    entries = entries[:limit] if limit else entries
-    if not entries:
-        raise ValueError(f"no clip of {suite} matches {' '.join(clips or [])}")
-    return entries
 
 
 def ablate(

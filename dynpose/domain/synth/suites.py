@@ -168,6 +168,22 @@ def suite_specs(suite: str, seed: int = 0, size: int | None = None) -> list[tupl
     return SUITES[suite](seed)
 
 
+def select_clips(suite_dir: str | Path, clips: list[str] | None = None, limit: int | None = None) -> list[dict]:
+    """Manifest entries of a suite (``name``, ``video``, ``gt_dir``): those whose names start with one
+    of ``clips``, then the first ``limit``."""
+    suite = Path(suite_dir)
+    entries = json.loads((suite / "manifest.json").read_text())
+    entries = entries if isinstance(entries, list) else entries["clips"]
+    entries = [{**e, "name": e.get("name") or Path(e["video"]).stem} for e in entries]
+    entries = [{**e, "gt_dir": e.get("gt_dir") or e["name"]} for e in entries]
+    if clips:
+        entries = [e for e in entries if e["name"].startswith(tuple(clips))]
+    entries = entries[:limit] if limit else entries
+    if not entries:
+        raise ValueError(f"no clip of {suite} matches {' '.join(clips or [])}")
+    return entries
+
+
 def write_labels(path: str | Path, entries: list[dict]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
