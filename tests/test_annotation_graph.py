@@ -168,7 +168,9 @@ def test_ray_and_in_process_executors_give_identical_products(tmp_path, tiny_sui
             if abs(a["registered_ratio"] - 0.8) > 0.15:
                 assert (a["status"], a.get("tier")) == (b["status"], b.get("tier"))
             sa, sb = a.get("self_consistency"), b.get("self_consistency")
-            assert (sa is None) == (sb is None) and (sa is None or abs(sa - sb) < 0.05 * max(sa, 1.0))
+            # the score is in degrees of relative rotation and follows the poses, which may differ
+            # by up to rpe_r 0.5 deg below: allow twice that
+            assert (sa is None) == (sb is None) and (sa is None or abs(sa - sb) < 1.0 + 0.05 * sa)
     for a, b in zip(products["in_process"]["camera_poses"], products["ray"]["camera_poses"], strict=True):
         if a["status"] != "ok" or b["status"] != "ok":
             continue
@@ -212,6 +214,7 @@ def test_bench_command_tables_report_and_ui_metadata(tmp_path, tiny_suite, monke
     assert dict(again.tables)["Run"][0]["computed"] == 0
 
 
+@pytest.mark.slow  # 45 s; test_masks_vlm covers the component
 def test_bench_with_oracle_vlm_masks_runs_ours_with_and_without(tmp_path, tiny_suite):
     """`dynpose bench poses --vlm oracle`: DynaPo's component from ground-truth boxes in the main
     lake, ours without it in a second one, and the with / without table from both."""

@@ -84,7 +84,8 @@ def test_selection_maps_every_initialisation_and_keeps_the_most_consistent(exact
     # "first" stops at the first initialisation that registers, an accepted score likewise
     first = run_sfm(tracks, masks, gt.timestamps, replace(every, select="first"), focal_hint=600.0)
     assert [h["name"] for h in first.extra["hypotheses"]] == ["calibrated"]
-    accepted = replace(every, consistency_accept=scores["calibrated"] + 1e-6)
+    # (a generous threshold: a rerun's score differs in the last digits, pycolmap is not bit-reproducible)
+    accepted = replace(every, consistency_accept=10 * scores["calibrated"] + 1.0)
     res = run_sfm(tracks, masks, gt.timestamps, accepted, focal_hint=600.0)
     assert [h["name"] for h in res.extra["hypotheses"]] == ["calibrated"]
 
