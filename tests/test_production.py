@@ -206,6 +206,22 @@ def _stop_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
 
 
+def test_instance_on_postgres(tmp_path, monkeypatch, postgres):
+    """What `dynpose materialize` / `dynpose ui` open with the production dagster.yaml: Postgres storage."""
+    from dynpose.graph.orchestrate import instance_for
+
+    home = tmp_path / "dagster_prod"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres.sqlalchemy_url)
+    instance = instance_for(Lake(str(tmp_path / "lake")))
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+    assert (home / "dagster.yaml").read_text() == DAGSTER_YAML and instance.get_runs() == []
+
+
+@pytest.mark.slow  # about 4.5 min; test_instance_on_postgres keeps the storage wiring in the default run
 # Eighteen step processes, each importing the pipeline and connecting to Ray, plus the daemon, its
 # code server and three CLI calls: about 3.5 minutes on an idle 2-core machine.
 @pytest.mark.timeout(1800)

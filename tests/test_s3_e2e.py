@@ -214,6 +214,7 @@ def test_ingest_materialize_export_all_on_s3(world, tmp_path, capsys):
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], rel
 
 
+@pytest.mark.slow  # 90 s; the restarted-server test keeps S3 faults in the default run
 def test_server_killed_mid_shard_run_fails_cleanly_and_rerun_matches(world, monkeypatch, capsys):
     monkeypatch.setenv("DYNPOSE_S3_RETRIES", "1")  # a dead endpoint is reported at once
     lake = Lake(world.lake_url)

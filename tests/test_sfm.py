@@ -91,6 +91,7 @@ def test_recovers_known_trajectory_and_focal(synthetic, masked_result):
     assert res.extra["stats"]["masked"] > 0
 
 
+@pytest.mark.slow  # 30 s; the masked result's accuracy is checked by default
 def test_unmasked_dynamic_tracks_do_not_help(synthetic, masked_result):
     tracks, masks, gt = synthetic
     masked = evaluate_trajectory(masked_result, gt)

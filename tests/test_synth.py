@@ -291,6 +291,7 @@ def test_suite_definitions():
     assert len(set(n for n, _ in filters)) == len(filters) and len(set(n for n, _ in bench)) == len(bench) and names
 
 
+@pytest.mark.slow  # 40 s of rendering
 def test_dynamic_clip_always_has_moving_objects():
     # Bench clip 009 (room, forward): its first camera path walks across most of the room, so no
     # object could cross the view without running into the camera; the generator must redraw the path
