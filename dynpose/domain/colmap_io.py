@@ -9,13 +9,27 @@ share one convention. ``extra["camera_params"]`` keeps COLMAP's own parameters u
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 
 from dynpose.domain.camera import Intrinsics, PoseResult
 
 COLMAP_PIXEL_OFFSET = 0.5  # COLMAP coordinate = ours + 0.5
+
+
+@contextmanager
+def colmap_log_level(level: int = 2) -> Iterator[None]:
+    """COLMAP's (glog) messages below ``level`` (0 info, 1 warning, 2 error) off while the block runs."""
+    import pycolmap
+
+    before = int(pycolmap.logging.minloglevel)
+    pycolmap.logging.minloglevel = max(before, level)
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = before
 
 
 def to_colmap_xy(xy: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 from dynpose.domain.annotate.decisions import MIN_REGISTERED
 from dynpose.domain.annotate.tracking import Tracklets
 from dynpose.domain.camera import PoseResult, image_centre
-from dynpose.domain.colmap_io import pose_result_from_reconstruction, to_colmap_xy
+from dynpose.domain.colmap_io import colmap_log_level, pose_result_from_reconstruction, to_colmap_xy
 
 log = logging.getLogger(__name__)
 
@@ -395,16 +395,10 @@ def run_sfm(
     (px, e.g. the focal filter's candidate sweep) is the ``sweep`` initialisation; ``frames``
     ((N, H, W[, 3]) uint8, the tracked frames, or a function that decodes them: called only where
     tracks break) are needed for wide-baseline bridging only."""
-    import pycolmap
-
     cfg = cfg or SfmConfig()
-    level = int(pycolmap.logging.minloglevel)
-    if not cfg.verbose:
-        pycolmap.logging.minloglevel = max(level, 2)  # the global mapper warns about every missing image file
-    try:
+    # the global mapper warns about every missing image file
+    with colmap_log_level(0 if cfg.verbose else 2):
         return _run_sfm(tracklets, masks, timestamps, cfg, work_dir, min_registered, focal_hint, frames)
-    finally:
-        pycolmap.logging.minloglevel = level
 
 
 @dataclass
