@@ -181,8 +181,6 @@ def _gamma_points(ann, gt) -> tuple[np.ndarray, np.ndarray] | None:
     gamma = ann.poses.extra.get("track_gamma") if gamma is None else gamma
     if gamma is None:
         return None
-    k = gt.poses.intrinsics
-    sx, sy = k.width / ann.width, k.height / ann.height
     scores, labels = [], []
     for win, g in zip(ann.tracklets.windows, gamma):
         g = np.asarray(g, np.float64)
@@ -190,12 +188,8 @@ def _gamma_points(ann, gt) -> tuple[np.ndarray, np.ndarray] | None:
         ok = np.isfinite(g) & np.isfinite(pts).all(axis=1)
         if not ok.any():
             continue
-        ids = gt.object_ids(int(ann.source_indices[win.query_frame]))
-        # pixel centres at integers: x maps to (x + 0.5) * s - 0.5, as Intrinsics.scaled does
-        x = np.clip(np.round((pts[ok, 0] + 0.5) * sx - 0.5).astype(int), 0, ids.shape[1] - 1)
-        y = np.clip(np.round((pts[ok, 1] + 0.5) * sy - 0.5).astype(int), 0, ids.shape[0] - 1)
         scores.append(g[ok])
-        labels.append(ids[y, x] > 0)
+        labels.append(gt.on_object(int(ann.source_indices[win.query_frame]), pts[ok], ann.width, ann.height))
     if not scores:
         return np.zeros(0), np.zeros(0, bool)
     return np.concatenate(scores), np.concatenate(labels)

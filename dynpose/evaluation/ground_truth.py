@@ -35,6 +35,18 @@ class GroundTruth:
         data = np.frombuffer(fs.cat_file(f"{root}/masks/{int(frame):05d}.png"), np.uint8)
         return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
 
+    def on_object(self, frame: int, xy: np.ndarray, width: int, height: int) -> np.ndarray:
+        """(M,) bool: whether each point ``xy`` (M, 2), in pixels of a ``width`` x ``height`` image of
+        ground-truth frame ``frame``, falls on a moving object."""
+        ids = self.object_ids(frame)
+        k = self.poses.intrinsics
+        sx, sy = k.width / width, k.height / height
+        xy = np.asarray(xy, np.float64)
+        # pixel centres at integers: x maps to (x + 0.5) * s - 0.5, as Intrinsics.scaled does
+        x = np.clip(np.round((xy[:, 0] + 0.5) * sx - 0.5).astype(int), 0, ids.shape[1] - 1)
+        y = np.clip(np.round((xy[:, 1] + 0.5) * sy - 0.5).astype(int), 0, ids.shape[0] - 1)
+        return ids[y, x] > 0
+
     def masks(self, frame_indices) -> np.ndarray:
         """Dynamic masks (True = dynamic) of the given ground-truth frames."""
         return np.stack([self.object_ids(i) > 0 for i in frame_indices])
