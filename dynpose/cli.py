@@ -417,6 +417,38 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from dynpose.domain.tracksto4d.model import NetConfig
+    from dynpose.evaluation.train_tracksto4d import Clip, TrainConfig, suite_clips, train
+
+    held_out = args.eval_clips or []
+    clips = [c for d in args.suite for c in suite_clips(d, args.clips, exclude=held_out)]
+    clips += [Clip(Path(v).stem, v) for v in args.videos or []]
+    eval_clips = [c for d in args.suite for c in suite_clips(d, held_out)] if held_out else []
+    if not clips:
+        print("error: no training clips (check --suite, --clips and --eval-clips)", file=sys.stderr)
+        return 2
+    net = NetConfig(**({"dim": args.dim} if args.dim else {}))
+    cfg = TrainConfig(steps=args.steps, max_minutes=args.minutes, seed=args.seed, net=net)
+    bar = tqdm(total=cfg.steps, desc="training tracksto4d", unit="step", delay=1.0)
+
+    def progress(step, total, terms):
+        bar.n = step
+        if step % 20 == 0 or step == total:
+            bar.set_postfix_str(f"loss {terms['total']:.3f} reproject {terms['reproject']:.4f}")
+            bar.refresh()
+
+    summary = train(clips, args.out, cfg, eval_clips, progress=progress, log=tqdm.write)
+    bar.close()
+    print(f"{summary['steps']} steps in {summary['train_s'] / 60:.1f} min, final loss {summary['final_loss']:.4f}")
+    if summary["held_out"]:
+        _print_tables([("Held-out clips", summary["held_out"])])
+    print(f"checkpoint: {args.out}\nreport: {Path(args.out).with_suffix('.md')}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     import tempfile
 
@@ -690,6 +722,21 @@ def build_parser() -> argparse.ArgumentParser:
     executor_args(p)
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("train", help="train a learned method on a suite's tracks (no 3-D supervision)")
+    p.add_argument("method", choices=["tracksto4d"])
+    p.add_argument("--suite", action="append", required=True, help="a synthetic suite folder (repeatable)")
+    p.add_argument("--clips", nargs="+", help="train on the clips whose names start with these prefixes (default all)")
+    p.add_argument(
+        "--eval-clips", nargs="+", help="held out: clips (name prefixes) never trained on, scored at the end"
+    )
+    p.add_argument("--videos", nargs="+", help="unlabelled videos whose tracks also train (e.g. real clips)")
+    p.add_argument("--out", required=True, help="the checkpoint to write (report, history and loss plot beside it)")
+    p.add_argument("--steps", type=int, default=14000)
+    p.add_argument("--minutes", type=float, default=60.0, help="stop after this many minutes of training")
+    p.add_argument("--dim", type=int, help="network width (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("export", help="export a quality-filtered subset (dynpose, parquet or webdataset) + manifest")
     p.add_argument("--dest", required=True, help="a folder or s3://bucket/prefix")
     p.add_argument("--min-filter-score", type=float, help="filter_decisions score at least this (default: any)")
@@ -707,7 +754,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that run native code (and child processes) whose log lines go to a file, not the terminal.
-LOGGED_COMMANDS = ("demo", "materialize", "bench", "annotate", "filter", "ingest", "synth")
+LOGGED_COMMANDS = ("demo", "materialize", "bench", "annotate", "filter", "ingest", "synth", "train")
 
 
 def _log_dir(args) -> Path:

@@ -124,13 +124,13 @@ def test_layers_only_import_downwards():
 
 
 def test_the_algorithms_do_not_import_the_lake():
-    """annotate/ and filters/ are frames in, arrays out: no storage, catalog, evaluation or graph."""
+    """annotate/, filters/ and tracksto4d/ are frames in, arrays out: no storage, catalog, evaluation or graph."""
     edges = import_graph(ROOTS)
     banned = ("dynpose.storage", "dynpose.domain.catalog", "dynpose.evaluation", "dynpose.graph")
     offenders = [
         f"{m} -> {t}"
         for m, ts in edges.items()
-        if m.startswith(("dynpose.domain.annotate", "dynpose.domain.filters"))
+        if m.startswith(("dynpose.domain.annotate", "dynpose.domain.filters", "dynpose.domain.tracksto4d"))
         for t in ts
         if t.startswith(banned)
     ]

@@ -31,6 +31,8 @@ METHODS: dict[str, str | Any] = {
     "identity": "dynpose.evaluation.baselines.identity",
     "colmap": "dynpose.evaluation.baselines.colmap",
     "colmap_mask": "dynpose.evaluation.baselines.colmap_mask",
+    "tracksto4d": "dynpose.evaluation.baselines.tracksto4d",
+    "tracksto4d+ba": "dynpose.evaluation.baselines.tracksto4d_ba",
 }
 
 
