@@ -30,7 +30,11 @@ class InferConfig:
     ba: bool = False  # bundle-adjust B1 and the poses afterwards (the paper's "+BA")
     ba_gamma_max: float = 0.008  # normalised units: B1 points used by BA (the paper: 0.008 pets, 0.005 other)
     ba_min_points: float = 0.3  # ... and at least this share of the tracks, the lowest gamma first
-    ba_max_error: float = 10.0  # pixels: observations whose initial reprojection error is larger are left out
+    # The BA's outlier handling, chosen on the training clips 000-013 (docs/tracksto4d.md): observations
+    # whose initial reprojection error is larger are left out, the rest under a robust loss
+    ba_max_error: float = 20.0  # pixels
+    ba_loss: str = "cauchy"  # Ceres loss: trivial | cauchy | soft_l1 | huber
+    ba_loss_scale: float = 2.0  # pixels
     ba_refine_focal: bool = True  # the focal is a guess here (the paper knows it)
     extra: dict = field(default_factory=dict)
 
@@ -156,6 +160,8 @@ def bundle_adjust(result: PoseResult, out: Outputs, tracks: TrackTensor, chosen:
     options.refine_principal_point = False
     options.refine_extra_params = False
     options.print_summary = False
+    options.ceres.loss_function_type = pycolmap.LossFunctionType.__members__[cfg.ba_loss.upper()]
+    options.ceres.loss_function_scale = cfg.ba_loss_scale
     try:
         with colmap_log_level(2):  # Ceres warns about every step it rejects
             pycolmap.bundle_adjustment(rec, options)
