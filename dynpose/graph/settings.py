@@ -44,7 +44,8 @@ class AnnotationSettings:
 
 @dataclass
 class BaselineSettings:
-    methods: tuple[str, ...] = ("colmap", "colmap_mask", "identity")  # names in dynpose.evaluation.baselines.METHODS
+    # names in dynpose.evaluation.baselines.METHODS
+    methods: tuple[str, ...] = ("colmap", "colmap_mask", "tracksto4d", "tracksto4d+ba", "identity")
     only_with_ground_truth: bool = True  # baselines are for benchmarking: skip videos without ground truth
     options: dict = field(default_factory=dict)  # per method keyword options, e.g. {colmap: {max_num_features: 4096}}
 

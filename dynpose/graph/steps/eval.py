@@ -346,8 +346,8 @@ PRODUCTS = [
         "1",
         ("sampled_frames", "dynamic_masks"),
         compute_baseline_poses,
-        "Poses from the baseline methods (COLMAP, COLMAP+Mask, identity) on the videos with ground truth, same "
-        "frames as ours.",
+        "Poses from the baseline methods (COLMAP, COLMAP+Mask, TracksTo4D with and without BA, identity) on the "
+        "videos with ground truth, same frames as ours.",
         "eval",
         schema=POSES_SCHEMA,
         checks=("valid_poses",),
