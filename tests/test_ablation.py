@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -109,6 +110,7 @@ def test_gamma_points_are_labelled_by_the_ground_truth_ids_at_their_query_point(
 
     from dynpose.domain.annotate.tracking import Tracklets, TrackWindow
     from dynpose.domain.camera import Intrinsics
+    from dynpose.evaluation.ground_truth import GroundTruth
 
     ids = np.zeros((8, 16), np.uint8)  # ground truth at twice the annotated size, object on the right
     ids[:, 8:] = 3
@@ -124,6 +126,7 @@ def test_gamma_points_are_labelled_by_the_ground_truth_ids_at_their_query_point(
     gt = SimpleNamespace(
         poses=SimpleNamespace(intrinsics=Intrinsics(10, 10, 7.5, 3.5, 16, 8)), object_ids=lambda i: ids
     )
+    gt.on_object = partial(GroundTruth.on_object, gt)  # the real lookup over this ground truth's ids
     scores, labels = ablation._gamma_points(ann, gt)
     assert scores.tolist() == [0.5, 9.0] and labels.tolist() == [False, True]
     assert ablation.roc_auc(scores, labels) == 1.0

@@ -169,8 +169,17 @@ def bundle_adjust(result: PoseResult, out: Outputs, tracks: TrackTensor, chosen:
         log.warning("TracksTo4D bundle adjustment failed: %s", exc)
         result.extra.update(stats, ba_error=str(exc))
         return result
+    # A robust loss lets the points it gave up on drift anywhere (behind a camera, far away): drop
+    # them as COLMAP's mappers do after BA, and keep the network's poses if BA made the rest worse.
+    stats["ba_filtered"] = pycolmap.ObservationManager(rec).filter_all_points3D(cfg.ba_max_error, 0.0)
     refined = pose_result_from_reconstruction(
         rec, result.timestamps, k.width, k.height, lambda name: int(name), extra={**result.extra, **stats}
     )
+    before = float(err[use].mean())
+    if not refined.reprojection_error <= before:  # also NaN: nothing left
+        result.extra.update(
+            stats, ba_error=f"no better after bundle adjustment ({before:.2f} -> {refined.reprojection_error:.2f} px)"
+        )
+        return result
     refined.extra["method"] = "tracksto4d+ba"
     return refined
