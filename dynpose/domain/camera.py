@@ -28,6 +28,11 @@ from scipy.spatial.transform import Rotation
 PRIOR_FOCAL_FACTOR = 1.2  # COLMAP's prior focal: 1.2 x the long side (about a 45 degree FOV)
 
 
+def prior_focal(width: int, height: int) -> float:
+    """COLMAP's prior focal in pixels: what every method assumes before any calibration."""
+    return float(PRIOR_FOCAL_FACTOR * max(width, height))
+
+
 def image_centre(width: int, height: int) -> tuple[float, float]:
     """The image centre in our pixel convention (pixel centres at integers)."""
     return (width - 1) / 2.0, (height - 1) / 2.0
@@ -85,7 +90,7 @@ class PoseResult:
         image centre ``((W - 1) / 2, (H - 1) / 2)`` in our pixel convention.
         """
         n = len(timestamps)
-        f = float(PRIOR_FOCAL_FACTOR * max(width, height) if focal is None else focal)
+        f = prior_focal(width, height) if focal is None else float(focal)
         poses = np.zeros((n, 3, 4))
         poses[:, :, :3] = np.eye(3)
         cx, cy = image_centre(width, height)

@@ -8,7 +8,7 @@ import numpy as np
 
 from dynpose.domain.annotate.sfm import SfmConfig, build_correspondences
 from dynpose.domain.annotate.tracking import TrackConfig, Tracklets, track_grid
-from dynpose.domain.camera import PRIOR_FOCAL_FACTOR, image_centre
+from dynpose.domain.camera import image_centre, prior_focal
 
 MIN_OBSERVED = 10  # the paper keeps tracks observed in more than 10 frames
 
@@ -45,11 +45,6 @@ class TrackTensor:
         return np.concatenate([norm, vis[..., None]], axis=-1).astype(np.float32)
 
 
-def default_focal(width: int, height: int) -> float:
-    """COLMAP's prior, the one every method here starts from without calibration."""
-    return float(PRIOR_FOCAL_FACTOR * max(width, height))
-
-
 def from_tracklets(tracklets: Tracklets, width: int, height: int, focal: float | None = None) -> TrackTensor:
     """Link the windows' continued points into tracks and keep those observed in > MIN_OBSERVED frames."""
     corr = build_correspondences(tracklets, None, SfmConfig(min_track_length=MIN_OBSERVED + 1, obs_per_frame=0))
@@ -60,7 +55,7 @@ def from_tracklets(tracklets: Tracklets, width: int, height: int, focal: float |
     visible[corr.frame, corr.track] = True
     source = np.zeros(p, np.int64)
     source[corr.track] = corr.source  # any one of the track's tracklet points
-    return TrackTensor(xy, visible, width, height, focal or default_focal(width, height), source)
+    return TrackTensor(xy, visible, width, height, focal or prior_focal(width, height), source)
 
 
 def video_tracks(frames: np.ndarray, focal: float | None = None, cfg: TrackConfig | None = None) -> TrackTensor:
