@@ -423,6 +423,10 @@ def cmd_train(args) -> int:
     from dynpose.domain.tracksto4d.model import NetConfig
     from dynpose.evaluation.train_tracksto4d import Clip, TrainConfig, suite_clips, train
 
+    missing = [d for d in args.suite if not (Path(d) / "manifest.json").exists()]
+    if missing:
+        print(f"error: not a suite folder (no manifest.json; `dynpose synth` makes one): {missing[0]}", file=sys.stderr)
+        return 2
     held_out = args.eval_clips or []
     clips = [c for d in args.suite for c in suite_clips(d, args.clips, exclude=held_out)]
     clips += [Clip(Path(v).stem, v) for v in args.videos or []]

@@ -25,7 +25,7 @@ from dynpose.domain.synth.suites import select_clips
 from dynpose.domain.tracksto4d import infer
 from dynpose.domain.tracksto4d.data import TrackTensor, sample_segment, video_tracks
 from dynpose.domain.tracksto4d.model import NetConfig, TracksTo4D, losses
-from dynpose.domain.video import sample_frames
+from dynpose.domain.video import VideoError, sample_frames
 from dynpose.evaluation.ablation import roc_auc
 from dynpose.evaluation.ground_truth import load_ground_truth
 from dynpose.evaluation.markdown import machine_line, markdown_table
@@ -134,10 +134,14 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
-    tracks = []
+    tracks, trained_on = [], []
     for i, clip in enumerate(train_clips):
         log(f"tracking {i + 1}/{len(train_clips)} {clip.name}")
-        tracks.append(clip_tracks(clip, cache)[0])
+        try:
+            tracks.append(clip_tracks(clip, cache)[0])
+            trained_on.append(clip.name)
+        except VideoError as exc:  # a bad file costs its own tracks, not the training
+            log(f"skipping {clip.name}: {exc.status}: {exc.message}")
     usable = [t for t in tracks if t.num_frames >= cfg.frames[0] and t.num_tracks >= cfg.points]
     if not usable:
         raise ValueError(f"no training clip has {cfg.frames[0]} frames and {cfg.points} tracks")
@@ -166,7 +170,7 @@ def train(
             break
     train_s = time.perf_counter() - t0
     meta = {
-        "trained_on": [c.name for c in train_clips],
+        "trained_on": trained_on,
         "steps": step + 1,
         "train_s": train_s,
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "net"},
@@ -207,7 +211,11 @@ def evaluate(model: TracksTo4D, clips: list[Clip], cache: Path, log=print) -> tu
         if not clip.gt_dir:
             continue
         log(f"held-out {clip.name}")
-        tracks, timestamps, source_indices, tracking_s = clip_tracks(clip, cache)
+        try:
+            tracks, timestamps, source_indices, tracking_s = clip_tracks(clip, cache)
+        except VideoError as exc:
+            log(f"skipping held-out {clip.name}: {exc.status}: {exc.message}")
+            continue
         gt = load_ground_truth(clip.gt_dir)
         row = {"clip": clip.name, "frames": tracks.num_frames, "tracking_s": tracking_s}
         for ba in (False, True):
