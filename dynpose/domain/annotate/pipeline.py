@@ -156,8 +156,9 @@ def annotate_frames(
     timings["sfm_s"] = time.perf_counter() - t0
     components = {}
     if "track_gamma" in poses.extra:
-        # TracksTo4D's motion level as a mask component: the moving points' neighbourhoods
         tracklets.gamma = poses.extra.pop("track_gamma")
+    if cfg.sfm.motion_level and tracklets.gamma is not None:
+        # TracksTo4D's motion level as a mask component: the moving points' neighbourhoods
         components["track_motion"] = dynamic_track_masks(tracklets, tracklets.gamma, cfg.sfm.gamma_max)
         masks = components["track_motion"] if masks is None else masks | components["track_motion"]
     return finish(poses_verdict(poses, cfg.checks), poses, masks=masks, tracklets=tracklets, mask_components=components)

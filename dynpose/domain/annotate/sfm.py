@@ -80,10 +80,18 @@ class SfmConfig:
     # exceeds gamma_max (px) are removed from the model and bundle adjustment runs again.
     motion_level: bool = False
     gamma_max: float = 3.0
-    # AnyCam's uncertainty-weighted refinement, as far as pycolmap's BA allows (no per-observation
-    # weights): points above gamma_max are dropped, the rest weighted by this robust loss (scale px)
+    # the robust loss (scale px) of the BA after dropping them, and of the weighted refinement
     refine_loss: str = "trivial"  # trivial | cauchy | soft_l1 | huber
     refine_loss_scale: float = 1.0
+    # AnyCam's uncertainty-weighted refinement (weighted_ba.py): per observation sigma = the track's
+    # gamma + drift_px x frames from its query frame + mask_px next to a dynamic mask (falling to 0
+    # at mask_reach px); observations above sigma_max are ignored, the others weighted linearly.
+    weighted_refine: bool = False
+    sigma_max: float = 4.0
+    drift_px: float = 0.05
+    mask_px: float = 1.0
+    mask_reach: float = 10.0
+    refine_evaluations: int = 10  # least-squares function evaluations at most (30: same ATE, 3x the time)
     # Wide-baseline bridging: frame pairs that share fewer than bridge_min_tracks tracks get SIFT
     # matches (outside the dynamic masks) across the break, verified like every other pair.
     bridge: bool = True
@@ -573,6 +581,12 @@ def _run_sfm(
         result, gamma, dropped = _drop_moving_points(best, tracklets, corr, timestamps, w, h, cfg)
         stats["motion_level_dropped_observations"] = dropped
         timings["motion_level_s"] = time.perf_counter() - t0
+    if cfg.weighted_refine:
+        t0 = time.perf_counter()
+        result, gamma, stats["weighted_refine"] = _weighted_refine(
+            best, result, gamma, tracklets, masks, corr, timestamps, w, h, cfg
+        )
+        timings["weighted_refine_s"] = time.perf_counter() - t0
     result.extra.update(
         stats=stats,
         timings=timings,
@@ -687,20 +701,14 @@ def _drop_moving_points(best: Hypothesis, tracklets, corr: Correspondences, time
 
     gamma = track_gamma(tracklets, best.result)
     moving_source = np.nan_to_num(np.concatenate(gamma), nan=0.0) > cfg.gamma_max if gamma else np.zeros(0, bool)
-    # keypoint k of frame i is the k-th observation of that frame in track order (write_database)
-    order = np.lexsort((corr.track, corr.frame))
-    counts = np.bincount(corr.frame, minlength=corr.num_frames)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rec = best.reconstruction
     dropped = 0
     for image_id, image in list(rec.images.items()):
         if not image.has_pose:
             continue
-        i = int(image.name.split(".")[0])
+        source = _keypoint_sources(corr, int(image.name.split(".")[0]), len(image.points2D))
         for k, p2d in enumerate(image.points2D):
-            if not p2d.has_point3D() or k >= counts[i]:
-                continue  # bridge keypoints (after the track ones) have no tracklet point
-            if moving_source[corr.source[order[starts[i] + k]]]:
+            if p2d.has_point3D() and source[k] >= 0 and moving_source[source[k]]:
                 rec.delete_observation(image_id, k)
                 dropped += 1
     if dropped or cfg.refine_loss != "trivial":
@@ -716,6 +724,69 @@ def _drop_moving_points(best: Hypothesis, tracklets, corr: Correspondences, time
             return best.result, gamma, 0
     result = _to_result(rec, timestamps, w, h, best.result.extra.get("mapper", ""))
     return result, gamma, dropped
+
+
+def _keypoint_sources(corr: Correspondences, frame: int, num_keypoints: int) -> np.ndarray:
+    """The tracklet point (``corr.source``) of each keypoint of ``frame``'s image; -1 for bridge keypoints.
+
+    Keypoint k of frame i is the k-th observation of that frame in track order (write_database);
+    bridge keypoints come after the track ones and have no tracklet point."""
+    in_frame = np.flatnonzero(corr.frame == frame)
+    in_frame = in_frame[np.argsort(corr.track[in_frame], kind="stable")]
+    out = -np.ones(num_keypoints, np.int64)
+    n = min(num_keypoints, len(in_frame))
+    out[:n] = corr.source[in_frame[:n]]
+    return out
+
+
+def _weighted_refine(best: Hypothesis, result: PoseResult, gamma, tracklets, masks, corr, timestamps, w, h, cfg):
+    """AnyCam's uncertainty-weighted final BA (weighted_ba.py) on the kept model; returns (result,
+    gamma per window, summary). The model is left as it was if the refinement fails."""
+    import cv2
+
+    from dynpose.domain.annotate import weighted_ba
+    from dynpose.domain.annotate.motion_level import track_gamma
+
+    if gamma is None:
+        gamma = track_gamma(tracklets, result)
+    point_gamma = np.concatenate(gamma) if gamma else np.zeros(0)
+    query = (
+        np.concatenate([np.full(win.points.shape[1], win.query_frame) for win in tracklets.windows]) if gamma else []
+    )
+    rec = best.reconstruction
+    obs = weighted_ba.observations(rec)
+    frame_of_image = np.array([int(rec.images[i].name.split(".")[0]) for i in obs.image_ids])
+    frame = frame_of_image[obs.image]
+    source = np.full(len(frame), -1, np.int64)
+    for k, image_id in enumerate(obs.image_ids):
+        sel = obs.image == k
+        source[sel] = _keypoint_sources(corr, frame_of_image[k], len(rec.images[image_id].points2D))[obs.point2d[sel]]
+    tracked = source >= 0  # bridge matches: no track, no drift, no motion level
+    g = np.zeros(len(frame))
+    age = np.zeros(len(frame))
+    g[tracked] = point_gamma[source[tracked]]
+    age[tracked] = frame[tracked] - np.asarray(query)[source[tracked]]
+    distance = None
+    if masks is not None and cfg.mask_reach > 0:
+        distance = np.empty(len(frame))
+        xy = np.clip(np.round(obs.xy - 0.5).astype(int), 0, [w - 1, h - 1])  # COLMAP pixel centres at +0.5
+        for f in np.unique(frame):
+            d = cv2.distanceTransform((~np.asarray(masks[f], bool)).astype(np.uint8), cv2.DIST_L2, 3)
+            sel = frame == f
+            distance[sel] = d[xy[sel, 1], xy[sel, 0]]
+    sigma = weighted_ba.uncertainty(g, age, distance, cfg.drift_px, cfg.mask_px, cfg.mask_reach)
+    weights = weighted_ba.linear_weights(sigma, cfg.sigma_max)
+    loss = "linear" if cfg.refine_loss == "trivial" else cfg.refine_loss
+    try:
+        summary = weighted_ba.weighted_bundle_adjustment(
+            rec, obs, weights, loss, cfg.refine_loss_scale, cfg.refine_evaluations
+        )
+    except Exception as exc:  # keep the mapped model
+        log.warning("weighted refinement failed: %s", exc)
+        return result, gamma, {"error": str(exc)}
+    refined = _to_result(rec, timestamps, w, h, result.extra.get("mapper", ""))
+    summary["mean_weight"] = float(weights.mean()) if len(weights) else float("nan")
+    return refined, gamma, summary
 
 
 # -- wide-baseline bridging ---------------------------------------------------------------------------
