@@ -29,6 +29,7 @@ from scipy.stats import rankdata, spearmanr
 
 from dynpose.domain.annotate.masks import compute_dynamic_masks
 from dynpose.domain.annotate.masks_eval import mask_scores, score_masks
+from dynpose.domain.annotate.motion_level import relative_motion_level
 from dynpose.domain.annotate.pipeline import AnnotateConfig, annotate_frames
 from dynpose.domain.annotate.tracking import track_grid
 from dynpose.domain.synth.suites import select_clips
@@ -43,6 +44,7 @@ STUDIES: dict[str, dict[str, dict]] = {
     "baseline": {"today": {}},
     "selection": {"first": {"sfm": {"select": "first"}}, "self_consistency": {"sfm": {"select": "self_consistency"}}},
     "motion": {"off": {"sfm": {"motion_level": False}}, "on": {"sfm": {"motion_level": True}}},
+    "refinement": {"off": {"sfm": {"weighted_refine": False}}, "weighted": {"sfm": {"weighted_refine": True}}},
     "bridging": {
         "off": {"sfm": {"bridge": False}, "tracking": {"restart": False}},
         "on": {"sfm": {"bridge": True}, "tracking": {"restart": True}},
@@ -363,7 +365,12 @@ def ablate(
     pooled = {
         v: roc_auc(np.concatenate([g[0] for g in gs]), np.concatenate([g[1] for g in gs])) for v, gs in gammas.items()
     }
-    tables = ablation_tables(records, list(configs), pooled)
+    # each clip's gamma over its median: the pooled AUC without the clips' different noise scales
+    pooled_relative = {
+        v: roc_auc(np.concatenate([relative_motion_level(g[0]) for g in gs]), np.concatenate([g[1] for g in gs]))
+        for v, gs in gammas.items()
+    }
+    tables = ablation_tables(records, list(configs), pooled, pooled_relative)
     command = _command(suite, out, variants, study, clips, limit, workers)
     load_end = os.getloadavg()
     loads = f"load {' '.join(f'{x:.2f}' for x in load_start)} (1, 5, 15 min) at the start, " + " ".join(
@@ -386,7 +393,7 @@ def ablate(
         "them. ATE / RPE with the failure handling of the pose benchmark (failed clips filled). Focal error: "
         "final focal / ground truth - 1. rho: Spearman over clips of a self-check against ATE. gamma AUC: ROC "
         "AUC of the tracked points' motion level for ground-truth dynamic against static points, pooled over "
-        "clips.",
+        "clips; gamma/median AUC: the same with each clip's gamma divided by its median.",
     ]
     for title, rows in tables:
         lines += ["", f"## {title}", "", markdown_table(rows) if rows else "_No rows._"]
@@ -403,6 +410,7 @@ def ablate(
         "workers": workers,
         "wall_s": wall,
         "gamma_auc_pooled": pooled,
+        "gamma_auc_pooled_relative": pooled_relative,
         "records": records,
     }
     (out / "results.json").write_text(json.dumps(_plain(doc), indent=1) + "\n")
@@ -487,7 +495,12 @@ def _drop_empty(rows: list[dict], optional: tuple[str, ...]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in empty} for r in rows]
 
 
-def ablation_tables(records: list[dict], variants: list[str], pooled_auc: dict[str, float]) -> list:
+def ablation_tables(
+    records: list[dict],
+    variants: list[str],
+    pooled_auc: dict[str, float],
+    pooled_relative: dict[str, float] | None = None,
+) -> list:
     """(title, rows) tables: per variant, per clip x variant and, where reported, per SfM hypothesis."""
     ok = [r for r in records if r.get("status") != "error"]
     by = {v: [r for r in ok if r["variant"] == v] for v in variants}
@@ -518,6 +531,7 @@ def ablation_tables(records: list[dict], variants: list[str], pooled_auc: dict[s
                 "rho(SC, ATE)": _spearman(_col(recs, "self_consistency"), ate),
                 "rho(reproj, ATE)": _spearman(_col(recs, "reprojection_error"), ate),
                 "gamma AUC": pooled_auc.get(v, NAN),
+                "gamma/median AUC": (pooled_relative or {}).get(v, NAN),
                 "mask IoU": _stat(_col(recs, "mask_iou"), np.mean),
                 **{f"{s} s": _stat(_col(recs, f"{s}_s"), np.mean) for s in ("masks", "tracking", "sfm", "total")},
             }
@@ -538,7 +552,7 @@ def ablation_tables(records: list[dict], variants: list[str], pooled_auc: dict[s
         }
         for r in records
     ]
-    optional = ("rho(SC, ATE)", "SC", "gamma AUC")
+    optional = ("rho(SC, ATE)", "SC", "gamma AUC", "gamma/median AUC")
     tables = [
         ("Per variant (means over clips unless said)", _drop_empty(summary, optional)),
         ("Per clip and variant", _drop_empty(per_clip, optional)),

@@ -87,6 +87,16 @@ def track_gamma(tracklets: Tracklets, poses: PoseResult, min_observations: int =
     return out
 
 
+def relative_motion_level(gamma: np.ndarray) -> np.ndarray:
+    """``gamma`` over the video's median gamma: a motion level free of the video's tracking-noise scale.
+
+    Most tracked points are static, so the median is the static noise level; it differs between
+    videos (texture, blur, track length), which makes one pixel threshold wrong for some of them."""
+    gamma = np.asarray(gamma, np.float64)
+    median = np.nanmedian(gamma) if np.isfinite(gamma).any() else np.nan
+    return gamma / median if median > 0 else np.full_like(gamma, np.nan)
+
+
 def dynamic_track_masks(
     tracklets: Tracklets, gamma: list[np.ndarray], threshold: float, radius: float | None = None
 ) -> np.ndarray:
