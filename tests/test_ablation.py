@@ -126,7 +126,33 @@ def test_gamma_points_are_labelled_by_the_ground_truth_ids_at_their_query_point(
     gt = SimpleNamespace(
         poses=SimpleNamespace(intrinsics=Intrinsics(10, 10, 7.5, 3.5, 16, 8)), object_ids=lambda i: ids
     )
-    gt.on_object = partial(GroundTruth.on_object, gt)  # the real lookup over this ground truth's ids
-    scores, labels = ablation._gamma_points(ann, gt)
-    assert scores.tolist() == [0.5, 9.0] and labels.tolist() == [False, True]
-    assert ablation.roc_auc(scores, labels) == 1.0
+    gt.object_at = partial(GroundTruth.object_at, gt)  # the real lookup over this ground truth's ids
+    gt.object_speeds = lambda frame: {3: 1.0}
+    scores, labels, still = ablation._gamma_points(ann, gt)
+    assert scores.tolist() == [0.5, 9.0] and labels.tolist() == [False, True] and not still.any()
+    assert ablation.roc_auc(scores, labels) == 1.0 == ablation._moving_auc(scores, labels, still)
+    gt.object_speeds = lambda frame: {3: 0.5 * ablation.MOVING_SPEED}  # the object stands still
+    scores, labels, still = ablation._gamma_points(ann, gt)
+    assert still.tolist() == [False, True] and np.isnan(ablation._moving_auc(scores, labels, still))
+
+
+def test_object_speed_comes_from_depth_and_poses():
+    from types import MethodType, SimpleNamespace
+
+    from dynpose.domain.camera import Intrinsics, PoseResult
+    from dynpose.evaluation.ground_truth import GroundTruth
+
+    # 3 frames 0.5 s apart, camera fixed; object 1 (at depth 4) slides 10 px per frame, object 2 stays
+    ids = np.zeros((3, 20, 40), np.uint8)
+    for t in range(3):
+        ids[t, 5:10, 5 + 10 * t : 10 + 10 * t] = 1
+        ids[t, 12:18, 30:36] = 2
+    poses = PoseResult(
+        np.arange(3) * 0.5, np.tile(np.eye(3, 4), (3, 1, 1)), np.ones(3, bool), Intrinsics(100, 100, 20, 10, 40, 20)
+    )
+    gt = SimpleNamespace(poses=poses, object_ids=lambda f: ids[f], _depth=lambda: np.full((3, 20, 40), 4.0))
+    gt._object_centres = MethodType(GroundTruth._object_centres, gt)
+    speeds = GroundTruth.object_speeds(gt, 1, seconds=0.5)
+    assert speeds[1] == pytest.approx(10 / 100 * 4.0 / 0.5) and speeds[2] == pytest.approx(0.0)
+    gt._depth = lambda: None  # a suite rendered without depth.npz: nothing known
+    assert GroundTruth.object_speeds(gt, 1) == {}

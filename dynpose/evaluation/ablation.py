@@ -174,8 +174,12 @@ def _num(value) -> float:
     return v
 
 
-def _gamma_points(ann, gt) -> tuple[np.ndarray, np.ndarray] | None:
-    """Motion level of every tracked query point with a finite one, and whether GT calls it dynamic."""
+MOVING_SPEED = 0.2  # scene units (metres) per second: slower objects count as standing still
+
+
+def _gamma_points(ann, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Motion level of every tracked query point with a finite one, whether GT calls it dynamic
+    (on an object), and whether that object stands still (slower than MOVING_SPEED around then)."""
     if ann.tracklets is None:
         return None
     # run_sfm reports it in the result's extra; a tracker may one day set it on the tracklets
@@ -183,18 +187,27 @@ def _gamma_points(ann, gt) -> tuple[np.ndarray, np.ndarray] | None:
     gamma = ann.poses.extra.get("track_gamma") if gamma is None else gamma
     if gamma is None:
         return None
-    scores, labels = [], []
+    scores, labels, still = [], [], []
     for win, g in zip(ann.tracklets.windows, gamma):
         g = np.asarray(g, np.float64)
         pts = np.asarray(win.points[win.query_offset], np.float64)
         ok = np.isfinite(g) & np.isfinite(pts).all(axis=1)
         if not ok.any():
             continue
+        frame = int(ann.source_indices[win.query_frame])
+        ids = gt.object_at(frame, pts[ok], ann.width, ann.height)
+        speeds = gt.object_speeds(frame)
         scores.append(g[ok])
-        labels.append(gt.on_object(int(ann.source_indices[win.query_frame]), pts[ok], ann.width, ann.height))
+        labels.append(ids > 0)
+        still.append(np.array([i > 0 and speeds.get(int(i), np.inf) < MOVING_SPEED for i in ids], bool))
     if not scores:
-        return np.zeros(0), np.zeros(0, bool)
-    return np.concatenate(scores), np.concatenate(labels)
+        return np.zeros(0), np.zeros(0, bool), np.zeros(0, bool)
+    return np.concatenate(scores), np.concatenate(labels), np.concatenate(still)
+
+
+def _moving_auc(scores, labels, still) -> float:
+    """AUC of points on objects that move against the static scene (still objects left out)."""
+    return roc_auc(scores[~still], labels[~still])
 
 
 def _hypotheses(poses, gt, gt_fx: float) -> list[dict]:
@@ -259,14 +272,16 @@ def _score(ann, gt, gt_masks: np.ndarray, shared: dict, annotate_s: float) -> tu
         rec["ate_lowest_reprojection"] = float(ates[np.nanargmin(reproj)]) if np.isfinite(reproj).any() else NAN
         rec["ate_oracle"] = float(np.nanmin(ates)) if np.isfinite(ates).any() else NAN
     gamma = _gamma_points(ann, gt)
-    rec["gamma_auc"] = roc_auc(*gamma) if gamma is not None else NAN
+    rec["gamma_auc"] = roc_auc(*gamma[:2]) if gamma is not None else NAN
+    rec["gamma_auc_moving"] = _moving_auc(*gamma) if gamma is not None else NAN
+    rec["still_object_points"] = int(gamma[2].sum()) if gamma is not None else 0
     return rec, gamma
 
 
 def run_clip(clip: dict, suite_dir: str, configs: dict[str, AnnotateConfig], cache_dir: str) -> list[dict]:
     """Records of every variant on one clip (a variant that raises gets status ``error``).
 
-    Each record's ``_gamma`` holds the (scores, labels) of its tracked points, for the pooled AUC."""
+    Each record's ``_gamma`` holds the (scores, labels, still) of its tracked points, for the pooled AUC."""
     suite, name = Path(suite_dir), clip["name"]
     gt = load_ground_truth(str(suite / clip["gt_dir"]))
     digest = _source_digest()
@@ -370,7 +385,10 @@ def ablate(
         v: roc_auc(np.concatenate([relative_motion_level(g[0]) for g in gs]), np.concatenate([g[1] for g in gs]))
         for v, gs in gammas.items()
     }
-    tables = ablation_tables(records, list(configs), pooled, pooled_relative)
+    pooled_moving = {
+        v: _moving_auc(*(np.concatenate([g[i] for g in gs]) for i in range(3))) for v, gs in gammas.items()
+    }
+    tables = ablation_tables(records, list(configs), pooled, pooled_relative, pooled_moving)
     command = _command(suite, out, variants, study, clips, limit, workers)
     load_end = os.getloadavg()
     loads = f"load {' '.join(f'{x:.2f}' for x in load_start)} (1, 5, 15 min) at the start, " + " ".join(
@@ -393,7 +411,9 @@ def ablate(
         "them. ATE / RPE with the failure handling of the pose benchmark (failed clips filled). Focal error: "
         "final focal / ground truth - 1. rho: Spearman over clips of a self-check against ATE. gamma AUC: ROC "
         "AUC of the tracked points' motion level for ground-truth dynamic against static points, pooled over "
-        "clips; gamma/median AUC: the same with each clip's gamma divided by its median.",
+        "clips; gamma/median AUC: the same with each clip's gamma divided by its median; gamma AUC moving: points "
+        f"on objects moving faster than {MOVING_SPEED} m/s (ground-truth depth and poses) against the static scene, "
+        "points on objects standing still left out.",
     ]
     for title, rows in tables:
         lines += ["", f"## {title}", "", markdown_table(rows) if rows else "_No rows._"]
@@ -411,6 +431,7 @@ def ablate(
         "wall_s": wall,
         "gamma_auc_pooled": pooled,
         "gamma_auc_pooled_relative": pooled_relative,
+        "gamma_auc_pooled_moving": pooled_moving,
         "records": records,
     }
     (out / "results.json").write_text(json.dumps(_plain(doc), indent=1) + "\n")
@@ -500,6 +521,7 @@ def ablation_tables(
     variants: list[str],
     pooled_auc: dict[str, float],
     pooled_relative: dict[str, float] | None = None,
+    pooled_moving: dict[str, float] | None = None,
 ) -> list:
     """(title, rows) tables: per variant, per clip x variant and, where reported, per SfM hypothesis."""
     ok = [r for r in records if r.get("status") != "error"]
@@ -532,6 +554,7 @@ def ablation_tables(
                 "rho(reproj, ATE)": _spearman(_col(recs, "reprojection_error"), ate),
                 "gamma AUC": pooled_auc.get(v, NAN),
                 "gamma/median AUC": (pooled_relative or {}).get(v, NAN),
+                "gamma AUC moving": (pooled_moving or {}).get(v, NAN),
                 "mask IoU": _stat(_col(recs, "mask_iou"), np.mean),
                 **{f"{s} s": _stat(_col(recs, f"{s}_s"), np.mean) for s in ("masks", "tracking", "sfm", "total")},
             }
@@ -547,12 +570,13 @@ def ablation_tables(
             "SC": _num(r.get("self_consistency")),
             "reproj px": _num(r.get("reprojection_error")),
             "gamma AUC": _num(r.get("gamma_auc")),
+            "gamma AUC moving": _num(r.get("gamma_auc_moving")),
             "mask IoU": _num(r.get("mask_iou")),
             "sfm s": _num(r.get("sfm_s")),
         }
         for r in records
     ]
-    optional = ("rho(SC, ATE)", "SC", "gamma AUC", "gamma/median AUC")
+    optional = ("rho(SC, ATE)", "SC", "gamma AUC", "gamma/median AUC", "gamma AUC moving")
     tables = [
         ("Per variant (means over clips unless said)", _drop_empty(summary, optional)),
         ("Per clip and variant", _drop_empty(per_clip, optional)),

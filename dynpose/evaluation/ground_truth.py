@@ -37,7 +37,11 @@ class GroundTruth:
 
     def on_object(self, frame: int, xy: np.ndarray, width: int, height: int) -> np.ndarray:
         """(M,) bool: whether each point ``xy`` (M, 2), in pixels of a ``width`` x ``height`` image of
-        ground-truth frame ``frame``, falls on a moving object."""
+        ground-truth frame ``frame``, falls on an object (the dynamic class: moving or standing still)."""
+        return self.object_at(frame, xy, width, height) > 0
+
+    def object_at(self, frame: int, xy: np.ndarray, width: int, height: int) -> np.ndarray:
+        """(M,) the object id under each point (0: static scene); arguments as :meth:`on_object`."""
         ids = self.object_ids(frame)
         k = self.poses.intrinsics
         sx, sy = k.width / width, k.height / height
@@ -45,7 +49,52 @@ class GroundTruth:
         # pixel centres at integers: x maps to (x + 0.5) * s - 0.5, as Intrinsics.scaled does
         x = np.clip(np.round((xy[:, 0] + 0.5) * sx - 0.5).astype(int), 0, ids.shape[1] - 1)
         y = np.clip(np.round((xy[:, 1] + 0.5) * sy - 0.5).astype(int), 0, ids.shape[0] - 1)
-        return ids[y, x] > 0
+        return ids[y, x]
+
+    def object_speeds(self, frame: int, seconds: float = 0.5) -> dict[int, float]:
+        """Speed (scene units per second) of each object seen in ``frame``: how far the median world
+        position of its pixels (depth.npz and the poses) moves between ``seconds`` before and after.
+
+        A person standing still is an object (dynamic class) with a speed near 0: no motion cue
+        can find it. Empty without depth.npz."""
+        depth = self._depth()
+        if depth is None:
+            return {}
+        ts = self.poses.timestamps
+        n = len(depth)
+        a = int(np.searchsorted(ts, ts[frame] - seconds))
+        b = min(int(np.searchsorted(ts, ts[frame] + seconds)), n - 1)
+        if b <= a:
+            return {}
+        where = {f: self._object_centres(f, depth[f]) for f in (a, b)}
+        dt = float(ts[b] - ts[a])
+        return {
+            oid: float(np.linalg.norm(where[b][oid] - where[a][oid]) / dt)
+            for oid in np.unique(self.object_ids(frame))
+            if oid and oid in where[a] and oid in where[b]
+        }
+
+    def _depth(self) -> np.ndarray | None:
+        if not hasattr(self, "_depth_cache"):
+            fs, root = filesystem_for(self.uri)
+            path = f"{root}/depth.npz"
+            self._depth_cache = np.load(io.BytesIO(fs.cat_file(path)))["depth"] if fs.exists(path) else None
+        return self._depth_cache
+
+    def _object_centres(self, frame: int, depth: np.ndarray) -> dict[int, np.ndarray]:
+        """Median world position of each object's pixels in a ground-truth frame."""
+        ids = self.object_ids(frame)
+        k = self.poses.intrinsics
+        pose = self.poses.poses_w2c[frame]
+        out = {}
+        for oid in np.unique(ids):
+            if not oid:
+                continue
+            ys, xs = np.nonzero(ids == oid)
+            z = depth[ys, xs].astype(np.float64)
+            cam = np.stack([(xs - k.cx) / k.fx * z, (ys - k.cy) / k.fy * z, z], axis=1)
+            out[int(oid)] = np.median((cam - pose[:, 3]) @ pose[:, :3], axis=0)  # world = R^T (cam - t)
+        return out
 
     def masks(self, frame_indices) -> np.ndarray:
         """Dynamic masks (True = dynamic) of the given ground-truth frames."""
