@@ -44,7 +44,11 @@ STUDIES: dict[str, dict[str, dict]] = {
     "baseline": {"today": {}},
     "selection": {"first": {"sfm": {"select": "first"}}, "self_consistency": {"sfm": {"select": "self_consistency"}}},
     "motion": {"off": {"sfm": {"motion_level": False}}, "on": {"sfm": {"motion_level": True}}},
-    "refinement": {"off": {"sfm": {"weighted_refine": False}}, "weighted": {"sfm": {"weighted_refine": True}}},
+    "refinement": {
+        "off": {"sfm": {"weighted_refine": False}},
+        "sigma4": {"sfm": {"weighted_refine": True, "sigma_max": 4.0}},
+        "sigma2": {"sfm": {"weighted_refine": True, "sigma_max": 2.0}},
+    },
     "bridging": {
         "off": {"sfm": {"bridge": False}, "tracking": {"restart": False}},
         "on": {"sfm": {"bridge": True}, "tracking": {"restart": True}},
