@@ -159,6 +159,7 @@ def test_ray_and_in_process_executors_give_identical_products(tmp_path, tiny_sui
         "message",
         "tier",
         "self_consistency",  # scores the poses: follows their noise
+        "track_gamma",  # fitted to the poses: likewise
         "focal_init",  # a score at the accept threshold may map one more hypothesis in either run
     }
     strip = lambda r: {k: v for k, v in r.items() if k not in numeric}  # noqa: E731

@@ -60,8 +60,14 @@ def _ours(lake: Lake) -> dict[str, dict]:
 
 
 def _nan_free(rows: list[dict]) -> list[dict]:
-    """NaN as None, so that equal rows compare equal (NaN != NaN)."""
-    return [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()} for r in rows]
+    """NaN as None, also inside lists (``track_gamma``), so that equal rows compare equal (NaN != NaN)."""
+
+    def clean(v):
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return None if isinstance(v, float) and v != v else v
+
+    return [{k: clean(v) for k, v in r.items()} for r in rows]
 
 
 def _sha(path: Path) -> str:
