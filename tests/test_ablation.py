@@ -136,23 +136,15 @@ def test_gamma_points_are_labelled_by_the_ground_truth_ids_at_their_query_point(
     assert still.tolist() == [False, True] and np.isnan(ablation._moving_auc(scores, labels, still))
 
 
-def test_object_speed_comes_from_depth_and_poses():
-    from types import MethodType, SimpleNamespace
+def test_object_speed_comes_from_the_generators_object_centres():
+    from types import SimpleNamespace
 
-    from dynpose.domain.camera import Intrinsics, PoseResult
     from dynpose.evaluation.ground_truth import GroundTruth
 
-    # 3 frames 0.5 s apart, camera fixed; object 1 (at depth 4) slides 10 px per frame, object 2 stays
-    ids = np.zeros((3, 20, 40), np.uint8)
-    for t in range(3):
-        ids[t, 5:10, 5 + 10 * t : 10 + 10 * t] = 1
-        ids[t, 12:18, 30:36] = 2
-    poses = PoseResult(
-        np.arange(3) * 0.5, np.tile(np.eye(3, 4), (3, 1, 1)), np.ones(3, bool), Intrinsics(100, 100, 20, 10, 40, 20)
-    )
-    gt = SimpleNamespace(poses=poses, object_ids=lambda f: ids[f], _depth=lambda: np.full((3, 20, 40), 4.0))
-    gt._object_centres = MethodType(GroundTruth._object_centres, gt)
-    speeds = GroundTruth.object_speeds(gt, 1, seconds=0.5)
-    assert speeds[1] == pytest.approx(10 / 100 * 4.0 / 0.5) and speeds[2] == pytest.approx(0.0)
-    gt._depth = lambda: None  # a suite rendered without depth.npz: nothing known
-    assert GroundTruth.object_speeds(gt, 1) == {}
+    # 5 frames 0.25 s apart; object 1 walks 0.5 m/s along x, object 2 stands (its centre does not move)
+    centres = {"1": [[0.125 * t, 2.0, 0.9] for t in range(5)], "2": [[1.0, 1.0, 0.9]] * 5}
+    gt = SimpleNamespace(poses=SimpleNamespace(timestamps=np.arange(5) * 0.25), meta={"object_centres": centres})
+    speeds = GroundTruth.object_speeds(gt, 2, seconds=0.5)
+    assert speeds == {1: pytest.approx(0.5), 2: 0.0}
+    gt.meta = {}  # a suite rendered before the centres were written: nothing known
+    assert GroundTruth.object_speeds(gt, 2) == {}

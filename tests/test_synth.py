@@ -207,6 +207,10 @@ def test_written_clip_reads_back(clip, tmp_path):
     assert table.column_names == ["frame_i", "frame_j", "t_i", "t_j", "x_i", "y_i", "x_j", "y_j", "depth_i"]
     meta = json.loads((gt / "meta.json").read_text())
     assert meta["label_suitable"] == 1 and meta["category"] == "suitable" and meta["object_count"] >= 1
+    # every object's centre at every frame, under the id its mask pixels carry
+    assert len(meta["object_centres"]) == meta["object_count"]
+    assert all(len(c) == len(clip.poses_w2c) and len(c[0]) == 3 for c in meta["object_centres"].values())
+    assert {int(i) for i in np.unique(clip.object_ids)} - {0} <= {int(k) for k in meta["object_centres"]}
     assert set(entry) >= {
         "name",
         "video",

@@ -183,7 +183,8 @@ MOVING_SPEED = 0.2  # scene units (metres) per second: slower objects count as s
 
 def _gamma_points(ann, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Motion level of every tracked query point with a finite one, whether GT calls it dynamic
-    (on an object), and whether that object stands still (slower than MOVING_SPEED around then)."""
+    (on an object), and whether that object stands still (slower than MOVING_SPEED around then, or
+    of unknown speed: cut by the image border)."""
     if ann.tracklets is None:
         return None
     # run_sfm reports it in the result's extra; a tracker may one day set it on the tracklets
@@ -203,7 +204,8 @@ def _gamma_points(ann, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         speeds = gt.object_speeds(frame)
         scores.append(g[ok])
         labels.append(ids > 0)
-        still.append(np.array([i > 0 and speeds.get(int(i), np.inf) < MOVING_SPEED for i in ids], bool))
+        # left out of the moving AUC: objects standing still, and those whose speed is unknown
+        still.append(np.array([i > 0 and not speeds.get(int(i), 0.0) >= MOVING_SPEED for i in ids], bool))
     if not scores:
         return np.zeros(0), np.zeros(0, bool), np.zeros(0, bool)
     return np.concatenate(scores), np.concatenate(labels), np.concatenate(still)
@@ -417,7 +419,7 @@ def ablate(
         "AUC of the tracked points' motion level for ground-truth dynamic against static points, pooled over "
         "clips; gamma/median AUC: the same with each clip's gamma divided by its median; gamma AUC moving: points "
         f"on objects moving faster than {MOVING_SPEED} m/s (ground-truth depth and poses) against the static scene, "
-        "points on objects standing still left out.",
+        "points on objects standing still or of unknown speed (cut by the image border) left out.",
     ]
     for title, rows in tables:
         lines += ["", f"## {title}", "", markdown_table(rows) if rows else "_No rows._"]

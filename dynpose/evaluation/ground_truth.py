@@ -52,49 +52,22 @@ class GroundTruth:
         return ids[y, x]
 
     def object_speeds(self, frame: int, seconds: float = 0.5) -> dict[int, float]:
-        """Speed (scene units per second) of each object seen in ``frame``: how far the median world
-        position of its pixels (depth.npz and the poses) moves between ``seconds`` before and after.
+        """Speed (scene units, metres, per second) of each object over ``seconds`` either side of
+        ``frame``, from the generator's object centres (``meta.json`` ``object_centres``).
 
-        A person standing still is an object (dynamic class) with a speed near 0: no motion cue
-        can find it. Empty without depth.npz."""
-        depth = self._depth()
-        if depth is None:
+        A person standing still is an object (the masks' dynamic class) with speed 0: no motion
+        cue can find it. Empty for a suite rendered before the centres were written."""
+        centres = self.meta.get("object_centres")
+        if not centres:
             return {}
-        ts = self.poses.timestamps
-        n = len(depth)
+        ts = np.asarray(self.meta.get("scene_times") or self.poses.timestamps)  # a frame-drop suite's scene time
         a = int(np.searchsorted(ts, ts[frame] - seconds))
-        b = min(int(np.searchsorted(ts, ts[frame] + seconds)), n - 1)
+        b = min(int(np.searchsorted(ts, ts[frame] + seconds)), len(ts) - 1)
         if b <= a:
             return {}
-        where = {f: self._object_centres(f, depth[f]) for f in (a, b)}
-        dt = float(ts[b] - ts[a])
         return {
-            oid: float(np.linalg.norm(where[b][oid] - where[a][oid]) / dt)
-            for oid in np.unique(self.object_ids(frame))
-            if oid and oid in where[a] and oid in where[b]
+            int(oid): float(np.linalg.norm(np.subtract(c[b], c[a])) / (ts[b] - ts[a])) for oid, c in centres.items()
         }
-
-    def _depth(self) -> np.ndarray | None:
-        if not hasattr(self, "_depth_cache"):
-            fs, root = filesystem_for(self.uri)
-            path = f"{root}/depth.npz"
-            self._depth_cache = np.load(io.BytesIO(fs.cat_file(path)))["depth"] if fs.exists(path) else None
-        return self._depth_cache
-
-    def _object_centres(self, frame: int, depth: np.ndarray) -> dict[int, np.ndarray]:
-        """Median world position of each object's pixels in a ground-truth frame."""
-        ids = self.object_ids(frame)
-        k = self.poses.intrinsics
-        pose = self.poses.poses_w2c[frame]
-        out = {}
-        for oid in np.unique(ids):
-            if not oid:
-                continue
-            ys, xs = np.nonzero(ids == oid)
-            z = depth[ys, xs].astype(np.float64)
-            cam = np.stack([(xs - k.cx) / k.fx * z, (ys - k.cy) / k.fy * z, z], axis=1)
-            out[int(oid)] = np.median((cam - pose[:, 3]) @ pose[:, :3], axis=0)  # world = R^T (cam - t)
-        return out
 
     def masks(self, frame_indices) -> np.ndarray:
         """Dynamic masks (True = dynamic) of the given ground-truth frames."""

@@ -399,6 +399,9 @@ def render_clip(spec: ClipSpec) -> RenderedClip:
     }
     if spec.frame_drops is not None:
         meta.update(scene_times=times.tolist(), frame_drops=[list(d) for d in drops], scene_seconds=T)
+    # each object's centre (world, m) at every frame: which objects move, and how fast (a person
+    # standing still is in the masks' dynamic class but gives no motion cue)
+    meta["object_centres"] = {str(o.obj_id): np.round([o.center(t) for t in times], 4).tolist() for o in objects}
     return RenderedClip(
         spec,
         frames,
