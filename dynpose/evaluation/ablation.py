@@ -184,7 +184,7 @@ MOVING_SPEED = 0.2  # scene units (metres) per second: slower objects count as s
 def _gamma_points(ann, gt) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Motion level of every tracked query point with a finite one, whether GT calls it dynamic
     (on an object), and whether that object stands still (slower than MOVING_SPEED around then, or
-    of unknown speed: cut by the image border)."""
+    of unknown speed: a suite rendered without ``object_centres``)."""
     if ann.tracklets is None:
         return None
     # run_sfm reports it in the result's extra; a tracker may one day set it on the tracklets
@@ -418,8 +418,8 @@ def ablate(
         "final focal / ground truth - 1. rho: Spearman over clips of a self-check against ATE. gamma AUC: ROC "
         "AUC of the tracked points' motion level for ground-truth dynamic against static points, pooled over "
         "clips; gamma/median AUC: the same with each clip's gamma divided by its median; gamma AUC moving: points "
-        f"on objects moving faster than {MOVING_SPEED} m/s (ground-truth depth and poses) against the static scene, "
-        "points on objects standing still or of unknown speed (cut by the image border) left out.",
+        f"on objects moving faster than {MOVING_SPEED} m/s (the generator's object centres) against the static "
+        "scene, points on objects standing still or of unknown speed (a suite without object centres) left out.",
     ]
     for title, rows in tables:
         lines += ["", f"## {title}", "", markdown_table(rows) if rows else "_No rows._"]
