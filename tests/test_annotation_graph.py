@@ -169,9 +169,10 @@ def test_ray_and_in_process_executors_give_identical_products(tmp_path, tiny_sui
             if abs(a["registered_ratio"] - 0.8) > 0.15:
                 assert (a["status"], a.get("tier")) == (b["status"], b.get("tier"))
             sa, sb = a.get("self_consistency"), b.get("self_consistency")
-            # the score is in degrees of relative rotation and follows the poses, which may differ
-            # by up to rpe_r 0.5 deg below: allow twice that
-            assert (sa is None) == (sb is None) and (sa is None or abs(sa - sb) < 1.0 + 0.05 * sa)
+            # The score (degrees) follows the poses and intrinsics, and not smoothly: the RANSAC
+            # medoid it measures against can switch with a slightly different focal. Measured on
+            # the pan clip: 15.3 and 17.4 in two in-process runs, 14.7 and 12.4 across executors.
+            assert (sa is None) == (sb is None) and (sa is None or abs(sa - sb) < 1.0 + 0.25 * max(sa, sb))
     for a, b in zip(products["in_process"]["camera_poses"], products["ray"]["camera_poses"], strict=True):
         if a["status"] != "ok" or b["status"] != "ok":
             continue
