@@ -17,6 +17,7 @@ import numpy as np
 
 from dynpose.domain.filters.cascade import FILTERS
 from dynpose.evaluation.markdown import machine_line, markdown_table
+from dynpose.evaluation.report import finite_mean, finite_median
 
 
 def write_noise_clip(path: Path, seed: int, frames: int = 12, size: int = 64, fps: int = 12) -> None:
@@ -206,7 +207,7 @@ def pose_benchmark(
             (
                 "Dynamic masks: mean IoU against ground truth",
                 [
-                    {"component": c[4:], "mean IoU": float(np.nanmean(masks.column(c).to_numpy(zero_copy_only=False)))}
+                    {"component": c[4:], "mean IoU": finite_mean(masks.column(c).to_pylist())}
                     for c in masks.column_names
                     if c.startswith("iou_")
                 ],
@@ -280,10 +281,8 @@ def _vlm_pose_table(lake, no_vlm) -> list[dict]:
             }
         )
     if rows:
-        mean = {k: float(np.nanmean([np.nan if r[k] is None else r[k] for r in rows])) for k in rows[0] if k != "clip"}
-        median = {
-            k: float(np.nanmedian([np.nan if r[k] is None else r[k] for r in rows])) for k in rows[0] if k != "clip"
-        }
+        mean = {k: finite_mean(r[k] for r in rows) for k in rows[0] if k != "clip"}
+        median = {k: finite_median(r[k] for r in rows) for k in rows[0] if k != "clip"}
         rows += [{"clip": "mean", **mean}, {"clip": "median", **median}]
     return rows
 

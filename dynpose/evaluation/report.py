@@ -59,9 +59,15 @@ def _finite(values) -> np.ndarray:
     return a[np.isfinite(a)]
 
 
-def _nanmean(values) -> float:
+def finite_mean(values) -> float:
+    """Mean of the finite values (None and NaN skipped); NaN, without a warning, when there are none."""
     a = _finite(values)
     return float(a.mean()) if len(a) else NAN
+
+
+def finite_median(values) -> float:
+    a = _finite(values)
+    return float(np.median(a)) if len(a) else NAN
 
 
 def _nanmax(values) -> float:
@@ -117,7 +123,7 @@ def method_table(
                 "RPE-r": traj["rpe_r"],
                 "mean reprojection": reproj["mean"],
                 **{f"% < {t:g} px": reproj[f"pct_under_{t:g}"] for t in THRESHOLDS},
-                "seconds per video": _nanmean(r.get("seconds") for r in poses),
+                "seconds per video": finite_mean(r.get("seconds") for r in poses),
                 "peak memory MiB": _nanmax(r.get("peak_mib") for r in poses),
             }
         )
@@ -140,7 +146,7 @@ def ate_by_type(pose_rows: list[dict], methods: list[str]) -> tuple[str, list[di
     rows = []
     for method in methods:
         mine = [r for r in pose_rows if r["method"] == method]
-        rows.append({"method": method, **{t: _nanmean(r.get("ate") for r in mine if group(r) == t) for t in types}})
+        rows.append({"method": method, **{t: finite_mean(r.get("ate") for r in mine if group(r) == t) for t in types}})
     return key, rows
 
 
@@ -310,8 +316,8 @@ def build_benchmark_report(
     md += ["## Dynamic masks (IoU against ground truth)", "", _md(masks, "_No mask evaluation rows._"), ""]
     if mask_rows:
         md += [
-            f"Mean dynamic coverage: ground truth {_nanmean(r.get('gt_coverage') for r in mask_rows):.3f}, "
-            f"predicted {_nanmean(r.get('pred_coverage') for r in mask_rows):.3f} (fraction of the frame).",
+            f"Mean dynamic coverage: ground truth {finite_mean(r.get('gt_coverage') for r in mask_rows):.3f}, "
+            f"predicted {finite_mean(r.get('pred_coverage') for r in mask_rows):.3f} (fraction of the frame).",
             "",
         ]
     md += ["## Filters (precision / recall against suitability labels)", "", _md(filters, NO_FILTERS), ""]
