@@ -677,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--study",
         help="annotation: a named set of variants (dynpose.evaluation.ablation.STUDIES: baseline, selection, "
-        "motion, bridging; default baseline)",
+        "motion, refinement, bridging; default baseline)",
     )
     p.add_argument(
         "--variant",

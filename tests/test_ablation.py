@@ -79,9 +79,15 @@ def test_unknown_override_names_the_key(suite, tmp_path):
     assert ablation.variant_config({"sfm": {"pair_gaps": [1, 2]}}).sfm.pair_gaps == (1, 2)
 
 
-def test_studies_are_variant_dicts():
+def test_studies_are_variant_dicts_and_the_cli_help_names_each():
     assert ablation.STUDIES["baseline"] == {"today": {}}
     assert all(isinstance(v, dict) and v for v in ablation.STUDIES.values())
+    from dynpose import cli
+
+    # The help text is written out (importing the ablation module costs the CLI 3 s at start).
+    bench = cli.build_parser()._subparsers._group_actions[0].choices["bench"]
+    study_help = next(a.help for a in bench._actions if a.dest == "study")
+    assert all(name in study_help for name in ablation.STUDIES), study_help
 
 
 def test_roc_auc():
