@@ -58,19 +58,33 @@ def test_native_writes_go_to_the_log_file_and_python_output_to_the_terminal(tmp_
     assert capfd.readouterr().err == "after\n"
 
 
-def test_a_forkserver_started_inside_writes_to_the_log_and_is_stopped_after(tmp_path, capfd):
-    import multiprocessing as mp
-    from multiprocessing import forkserver
+def test_a_forkserver_started_inside_writes_to_the_log_and_is_stopped_after(tmp_path):
+    # In a fresh interpreter: in this one a graph test has usually started the isolation forkserver
+    # already, and one started outside the redirect keeps writing to the terminal.
+    script = textwrap.dedent(
+        f"""
+        import multiprocessing as mp, os
+        from multiprocessing import forkserver
+        from dynpose.logs import native_logs_to_file
 
-    if forkserver._forkserver._forkserver_pid is not None:
-        pytest.skip("a forkserver is already running in this process (started outside the redirect)")
-    with native_logs_to_file(tmp_path / "_logs", "materialize", verbose=False) as path:
-        proc = mp.get_context("forkserver").Process(target=os.write, args=(2, b"forked noise\n"))
-        proc.start()
-        proc.join()
-        assert proc.exitcode == 0
-    assert "forked noise" in path.read_text() and "forked noise" not in capfd.readouterr().err
-    assert forkserver._forkserver._forkserver_pid is None  # the next one starts with this process's own fd 2
+        if __name__ == "__main__":
+            with native_logs_to_file({str(tmp_path / "_logs")!r}, "materialize", verbose=False) as path:
+                proc = mp.get_context("forkserver").Process(target=os.write, args=(2, b"forked noise\\n"))
+                proc.start()
+                proc.join()
+                assert proc.exitcode == 0
+            # the next forkserver starts with this process's own fd 2
+            print(path, forkserver._forkserver._forkserver_pid is None)
+        """
+    )
+    (tmp_path / "forkserver_child.py").write_text(script)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "forkserver_child.py")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    path, stopped = done.stdout.split()
+    assert "forked noise" in Path(path).read_text() and "forked noise" not in done.stderr
+    assert stopped == "True"
 
 
 def test_verbose_leaves_the_descriptors_alone(tmp_path, capfd, monkeypatch):
